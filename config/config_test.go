@@ -1,0 +1,517 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden")
+
+// TestBadGolden parses every testdata/bad/*.yaml, named by its base name
+// and with testdata/bad as working directory (so relative dirs resolve
+// there), and compares the errors with the .golden file next to it. The
+// absolute path of testdata/bad is written as $DIR in goldens.
+func TestBadGolden(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("testdata", "bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no testdata/bad/*.yaml files")
+	}
+	t.Chdir(dir)
+	for _, file := range files {
+		name := filepath.Base(file)
+		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Parse(name, data)
+			if err == nil {
+				t.Fatalf("Parse succeeded, want errors")
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a config along with errors")
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error is %T, want Errors", err)
+			}
+			for i, e := range es {
+				if e.Pos.File != name {
+					t.Errorf("error %d: Pos.File = %q, want %q", i, e.Pos.File, name)
+				}
+				if e.Pos.Line < 1 || e.Pos.Col < 1 {
+					t.Errorf("error %d: bad position %v", i, e.Pos)
+				}
+				if i > 0 {
+					p := es[i-1].Pos
+					if p.Line > e.Pos.Line || p.Line == e.Pos.Line && p.Col > e.Pos.Col {
+						t.Errorf("errors %d and %d out of order: %v, %v", i-1, i, p, e.Pos)
+					}
+				}
+			}
+			got := strings.ReplaceAll(err.Error(), dir, "$DIR") + "\n"
+			golden := strings.TrimSuffix(name, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./config -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ from %s (run go test ./config -update if intended)\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// TestGoldenFilesHaveInputs catches .golden files left behind.
+func TestGoldenFilesHaveInputs(t *testing.T) {
+	goldens, err := filepath.Glob(filepath.Join("testdata", "bad", "*.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range goldens {
+		if _, err := os.Stat(strings.TrimSuffix(g, ".golden") + ".yaml"); err != nil {
+			t.Errorf("%s has no .yaml input", g)
+		}
+	}
+}
+
+func TestParseGood(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"site", "examples/hello", "blog"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	abs := filepath.Join(root, "blog") // for an absolute dir:
+	path := filepath.Join(root, "gowsgi.yaml")
+	pos := func(line, col int) Pos { return Pos{File: path, Line: line, Col: col} }
+	defaultApp := func(name string, line, col int) *App {
+		return &App{Name: name, Module: "hello", Callable: "application", Dir: root, Python: "python3",
+			Workers: 1, Threads: 1, Env: map[string]string{}, Pos: pos(line, col)}
+	}
+	tcp := func(addr string, line, col int) Listener {
+		return Listener{Addr: addr, Network: "tcp", Address: addr, Pos: pos(line, col)}
+	}
+
+	tests := []struct {
+		name string
+		yaml string
+		want *Config
+	}{
+		{
+			name: "minimal with defaults",
+			yaml: `
+listeners: ["127.0.0.1:8000"]
+apps:
+  hello: {module: hello}
+mounts:
+  /: hello
+`,
+			want: &Config{
+				Listeners:       []Listener{tcp("127.0.0.1:8000", 2, 13)},
+				Apps:            []*App{defaultApp("hello", 4, 3)},
+				Mounts:          []Mount{{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
+		{
+			name: "every key",
+			yaml: `
+listeners:
+  - addr: "127.0.0.1:8000"
+  - "[::1]:8001"
+  - addr: ":0"
+  - "unix:/tmp/gowsgi.sock"
+  - "unix:run/app.sock"
+apps:
+  hello:
+    module: "hello:application"
+    dir: "examples/hello"
+    python: "/usr/bin/python3.12"
+    workers: 2
+    threads: 8
+    env: {GREETING: "hi", PORT: 8000, DEBUG: true, RATIO: 1.50, HEX: 0x10, EMPTY: "", NOTHING: ~, "lower.case": x}
+  blog:
+    module: "blog.wsgi:make_app.wsgi"
+    dir: ` + abs + `
+    workers: 1024
+  site:
+    module: site.app
+    dir: ./site/
+mounts:
+  "/": hello
+  "/blog": blog
+  "/blog2/": blog
+  "example.com/": site
+  "Docs.Example.COM/guide/": site
+  "*.example.com/": site
+  "/a.b/c-d/": hello
+shutdown_timeout: 1m30s
+`,
+			want: &Config{
+				Listeners: []Listener{
+					tcp("127.0.0.1:8000", 3, 11),
+					tcp("[::1]:8001", 4, 5),
+					tcp(":0", 5, 11),
+					{Addr: "unix:/tmp/gowsgi.sock", Network: "unix", Address: "/tmp/gowsgi.sock", Pos: pos(6, 5)},
+					{Addr: "unix:run/app.sock", Network: "unix", Address: filepath.Join(root, "run", "app.sock"), Pos: pos(7, 5)},
+				},
+				Apps: []*App{
+					{Name: "hello", Module: "hello", Callable: "application", Dir: filepath.Join(root, "examples", "hello"),
+						Python: "/usr/bin/python3.12", Workers: 2, Threads: 8,
+						Env: map[string]string{"GREETING": "hi", "PORT": "8000", "DEBUG": "true", "RATIO": "1.50",
+							"HEX": "0x10", "EMPTY": "", "NOTHING": "", "lower.case": "x"},
+						Pos: pos(9, 3)},
+					{Name: "blog", Module: "blog.wsgi", Callable: "make_app.wsgi", Dir: abs, Python: "python3",
+						Workers: 1024, Threads: 1, Env: map[string]string{}, Pos: pos(16, 3)},
+					{Name: "site", Module: "site.app", Callable: "application", Dir: filepath.Join(root, "site"),
+						Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{}, Pos: pos(20, 3)},
+				},
+				Mounts: []Mount{
+					{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(24, 3)},
+					{Key: "/blog", Host: "", Prefix: "/blog", App: "blog", Pos: pos(25, 3)},
+					{Key: "/blog2/", Host: "", Prefix: "/blog2", App: "blog", Pos: pos(26, 3)},
+					{Key: "example.com/", Host: "example.com", Prefix: "/", App: "site", Pos: pos(27, 3)},
+					{Key: "Docs.Example.COM/guide/", Host: "docs.example.com", Prefix: "/guide", App: "site", Pos: pos(28, 3)},
+					{Key: "*.example.com/", Host: "*.example.com", Prefix: "/", App: "site", Pos: pos(29, 3)},
+					{Key: "/a.b/c-d/", Host: "", Prefix: "/a.b/c-d", App: "hello", Pos: pos(30, 3)},
+				},
+				ShutdownTimeout: 90 * time.Second,
+			},
+		},
+		{
+			name: "same prefix on different hosts",
+			yaml: `
+listeners: [":8000", "localhost:8001", "unix:./a.sock"]
+apps:
+  a: {module: hello}
+  b: {module: hello}
+mounts:
+  /x: a
+  example.com/x: b
+  "*.example.com/x": a
+  example.org/x/: b
+shutdown_timeout: 250ms
+`,
+			want: &Config{
+				Listeners: []Listener{
+					tcp(":8000", 2, 13),
+					tcp("localhost:8001", 2, 22),
+					{Addr: "unix:./a.sock", Network: "unix", Address: filepath.Join(root, "a.sock"), Pos: pos(2, 40)},
+				},
+				Apps: []*App{defaultApp("a", 4, 3), defaultApp("b", 5, 3)},
+				Mounts: []Mount{
+					{Key: "/x", Prefix: "/x", App: "a", Pos: pos(7, 3)},
+					{Key: "example.com/x", Host: "example.com", Prefix: "/x", App: "b", Pos: pos(8, 3)},
+					{Key: "*.example.com/x", Host: "*.example.com", Prefix: "/x", App: "a", Pos: pos(9, 3)},
+					{Key: "example.org/x/", Host: "example.org", Prefix: "/x", App: "b", Pos: pos(10, 3)},
+				},
+				ShutdownTimeout: 250 * time.Millisecond,
+			},
+		},
+		{
+			name: "apps keep file order, anchors and merge keys",
+			yaml: `
+listeners:
+  - ":8000"
+apps:
+  zeta: &base
+    module: hello
+    workers: 3
+    env: {A: "1"}
+  alpha:
+    <<: *base
+    workers: 4
+  mid:
+    <<: [{threads: 2}, {threads: 5, python: py}]
+    module: hello
+mounts:
+  /z: zeta
+  /a: alpha
+  /m: mid
+`,
+			want: &Config{
+				Listeners: []Listener{tcp(":8000", 3, 5)},
+				Apps: []*App{
+					{Name: "zeta", Module: "hello", Callable: "application", Dir: root, Python: "python3",
+						Workers: 3, Threads: 1, Env: map[string]string{"A": "1"}, Pos: pos(5, 3)},
+					{Name: "alpha", Module: "hello", Callable: "application", Dir: root, Python: "python3",
+						Workers: 4, Threads: 1, Env: map[string]string{"A": "1"}, Pos: pos(9, 3)},
+					{Name: "mid", Module: "hello", Callable: "application", Dir: root, Python: "py",
+						Workers: 1, Threads: 2, Env: map[string]string{}, Pos: pos(12, 3)},
+				},
+				Mounts: []Mount{
+					{Key: "/z", Prefix: "/z", App: "zeta", Pos: pos(16, 3)},
+					{Key: "/a", Prefix: "/a", App: "alpha", Pos: pos(17, 3)},
+					{Key: "/m", Prefix: "/m", App: "mid", Pos: pos(18, 3)},
+				},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			tt.want.Path = path
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("config differs\ngot:  %s\nwant: %s", dump(got), dump(tt.want))
+			}
+		})
+	}
+}
+
+// dump formats a config readably for failure messages.
+func dump(c *Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "path=%s shutdown=%v", c.Path, c.ShutdownTimeout)
+	for _, l := range c.Listeners {
+		fmt.Fprintf(&b, "\n  listener %+v", l)
+	}
+	for _, a := range c.Apps {
+		fmt.Fprintf(&b, "\n  app %+v", *a)
+	}
+	for _, m := range c.Mounts {
+		fmt.Fprintf(&b, "\n  mount %+v", m)
+	}
+	return b.String()
+}
+
+func TestParseDefaultDirIsConfigFolder(t *testing.T) {
+	root := t.TempDir()
+	t.Chdir(root)
+	if err := os.Mkdir("sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("listeners: [':1']\napps: {a: {module: m, dir: app}}\nmounts: {/: a}\n")
+	if err := os.Mkdir(filepath.Join("sub", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A relative config path: the folder is made absolute.
+	cfg, err := Parse(filepath.Join("sub", "gowsgi.yaml"), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(root, "sub", "app"); cfg.Apps[0].Dir != want {
+		t.Errorf("Dir = %q, want %q", cfg.Apps[0].Dir, want)
+	}
+	if cfg.Listeners[0].Pos.File != filepath.Join("sub", "gowsgi.yaml") {
+		t.Errorf("Pos.File = %q, want the path as given", cfg.Listeners[0].Pos.File)
+	}
+	// A bare file name: the folder is the working directory.
+	cfg, err = Parse("gowsgi.yaml", []byte("listeners: [':1']\napps: {a: {module: m}}\nmounts: {/: a}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Apps[0].Dir != root {
+		t.Errorf("Dir = %q, want %q", cfg.Apps[0].Dir, root)
+	}
+}
+
+func TestParseDefaultDirMissing(t *testing.T) {
+	folder := filepath.Join(t.TempDir(), "gone")
+	path := filepath.Join(folder, "gowsgi.yaml")
+	_, err := Parse(path, []byte("listeners: [':1']\napps:\n  a: {module: m}\nmounts: {/: a}\n"))
+	want := path + `:3:3: apps.a: default dir (the config file's folder) "` + folder + `" does not exist`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+	if !strings.HasPrefix(err.Error(), "read config: ") {
+		t.Errorf("err = %q, want it to start with \"read config: \"", err)
+	}
+}
+
+func TestParseListenAddr(t *testing.T) {
+	tests := []struct {
+		addr, network, address string
+		ok                     bool
+	}{
+		{"127.0.0.1:8000", "tcp", "127.0.0.1:8000", true},
+		{":8000", "tcp", ":8000", true},
+		{"[::1]:80", "tcp", "[::1]:80", true},
+		{"[fe80::1%eth0]:80", "tcp", "[fe80::1%eth0]:80", true},
+		{"localhost:65535", "tcp", "localhost:65535", true},
+		{"my_host.internal:1", "tcp", "my_host.internal:1", true},
+		{"unix:/run/a.sock", "unix", "/run/a.sock", true},
+		{"unix:/run/../a.sock", "unix", "/a.sock", true},
+		{"unix:a.sock", "unix", "/base/a.sock", true},
+		{"unix:@abstract", "unix", "@abstract", true},
+		{"localhost", "", "", false},
+		{"localhost:65536", "", "", false},
+		{"localhost:+80", "", "", false},
+		{":", "", "", false},
+		{"unix:", "", "", false},
+		{"[1.2.3.4]:80", "", "", false},
+		{"[foo]:80", "", "", false},
+		{"::1:80", "", "", false},
+		{"1.2.3.999:80", "", "", false},
+		{"a..b:80", "", "", false},
+		{"tcp://localhost:80", "", "", false},
+	}
+	for _, tt := range tests {
+		ln, _, problem := parseListenAddr(tt.addr, "/base")
+		if ok := problem == ""; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%s), want %v", tt.addr, ok, problem, tt.ok)
+			continue
+		}
+		if tt.ok && (ln.Network != tt.network || ln.Address != tt.address || ln.Addr != tt.addr) {
+			t.Errorf("%q: got %+v, want %s %s", tt.addr, ln, tt.network, tt.address)
+		}
+	}
+}
+
+func TestParseModule(t *testing.T) {
+	tests := []struct {
+		in, module, callable string
+		ok                   bool
+	}{
+		{"hello", "hello", "application", true},
+		{"hello:app", "hello", "app", true},
+		{"pkg.mod:make_app.wsgi", "pkg.mod", "make_app.wsgi", true},
+		{"_private.Mod2:_x", "_private.Mod2", "_x", true},
+		{"héllo:app", "héllo", "app", true},
+		{"", "", "", false},
+		{"hello:", "", "", false},
+		{":app", "", "", false},
+		{"2fast", "", "", false},
+		{"a..b", "", "", false},
+		{"a.", "", "", false},
+		{"a:b:c", "", "", false},
+		{"a-b", "", "", false},
+		{"import:app", "", "", false},
+		{"a:None", "", "", false},
+		{"a b", "", "", false},
+	}
+	for _, tt := range tests {
+		m, c, problem := parseModule(tt.in)
+		if ok := problem == ""; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%s), want %v", tt.in, ok, problem, tt.ok)
+			continue
+		}
+		if m != tt.module || c != tt.callable {
+			t.Errorf("%q: got %q %q, want %q %q", tt.in, m, c, tt.module, tt.callable)
+		}
+	}
+}
+
+func TestParseMountKey(t *testing.T) {
+	tests := []struct {
+		key, host, prefix string
+		ok                bool
+	}{
+		{"/", "", "/", true},
+		{"/blog", "", "/blog", true},
+		{"/blog/", "", "/blog", true},
+		{"/a/b/", "", "/a/b", true},
+		{"example.com/", "example.com", "/", true},
+		{"EXAMPLE.com/Blog/", "example.com", "/Blog", true},
+		{"*.example.com/", "*.example.com", "/", true},
+		{"xn--bcher-kva.example/", "xn--bcher-kva.example", "/", true},
+		{"localhost/x", "localhost", "/x", true},
+		{"blog", "", "", false},
+		{"", "", "", false},
+		{"example.com:80/", "", "", false},
+		{"example.com:/", "", "", false},
+		{"*/", "", "", false},
+		{"*./", "", "", false},
+		{"a.*.com/", "", "", false},
+		{"*.*.com/", "", "", false},
+		{".example.com/", "", "", false},
+		{"example.com./", "", "", false},
+		{"ex_ample.com/", "", "", false},
+		{"[::1]/", "", "", false},
+		{"//", "", "", false},
+		{"/a//b", "", "", false},
+		{"/a//", "", "", false},
+		{"/./", "", "", false},
+		{"/a/.", "", "", false},
+		{"/a/../b", "", "", false},
+		{"/..", "", "", false},
+		{"/a?b", "", "", false},
+		{"/a#b", "", "", false},
+	}
+	for _, tt := range tests {
+		host, prefix, problem := parseMountKey(tt.key)
+		if ok := problem == ""; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%s), want %v", tt.key, ok, problem, tt.ok)
+			continue
+		}
+		if host != tt.host || prefix != tt.prefix {
+			t.Errorf("%q: got %q %q, want %q %q", tt.key, host, prefix, tt.host, tt.prefix)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	tests := []struct {
+		name string
+		want string
+	}{
+		{"worker", ` (did you mean "workers"?)`},
+		{"Workers", ` (did you mean "workers"?)`},
+		{"modul", ` (did you mean "module"?)`},
+		{"thread", ` (did you mean "threads"?)`},
+		{"foo", ""},
+		{"d", ""},
+		{"x", ""},
+	}
+	for _, tt := range tests {
+		if got := suggest(tt.name, appKeys); got != tt.want {
+			t.Errorf("suggest(%q) = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestErrorsFormat(t *testing.T) {
+	es := Errors{
+		{Pos: Pos{File: "gowsgi.yaml", Line: 3, Col: 5}, Msg: "first"},
+		{Pos: Pos{File: "gowsgi.yaml", Line: 12, Col: 1}, Msg: "second"},
+	}
+	want := "gowsgi.yaml:3:5: first\ngowsgi.yaml:12:1: second"
+	if got := es.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestConfigApp(t *testing.T) {
+	c := &Config{Apps: []*App{{Name: "a"}, {Name: "b"}}}
+	if got := c.App("b"); got != c.Apps[1] {
+		t.Errorf("App(b) = %v, want the second app", got)
+	}
+	if got := c.App("c"); got != nil {
+		t.Errorf("App(c) = %v, want nil", got)
+	}
+}

@@ -1,0 +1,899 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults applied to keys the config file leaves out.
+const (
+	// DefaultCallable is the WSGI callable looked up when module names none.
+	DefaultCallable = "application"
+	// DefaultPython is the interpreter command used when an app names none.
+	DefaultPython = "python3"
+	// DefaultShutdownTimeout is used when shutdown_timeout is not set.
+	DefaultShutdownTimeout = 30 * time.Second
+	// MaxWorkers is the largest accepted value of workers and of threads.
+	MaxWorkers = 1024
+)
+
+// Keys accepted at each level of the file.
+var (
+	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout"}
+	listenerKeys = []string{"addr"}
+	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env"}
+)
+
+var appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// Load reads the config file at path and parses it with Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates the YAML config in data, read from path.
+//
+// Relative paths in the config (app dirs, unix socket paths) are resolved
+// against the folder of path. Every problem found is reported: the error
+// is then of type Errors, sorted by position, each Error's Pos.File being
+// path as given, and the returned *Config is nil.
+func Parse(path string, data []byte) (*Config, error) {
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: resolve folder: %w", path, err)
+	}
+	l := &loader{file: path, base: base}
+	var cfg *Config
+	if root := l.decode(data); root != nil {
+		cfg = l.config(root)
+	}
+	if len(l.errs) > 0 {
+		return nil, l.sorted()
+	}
+	return cfg, nil
+}
+
+// loader holds the state of one Parse call.
+type loader struct {
+	file string // path as given, for positions
+	base string // absolute folder of the config file
+	errs Errors
+}
+
+// pos returns the position of n in the file.
+func (l *loader) pos(n *yaml.Node) Pos {
+	if n == nil || n.Line == 0 {
+		return Pos{File: l.file, Line: 1, Col: 1}
+	}
+	return Pos{File: l.file, Line: n.Line, Col: n.Column}
+}
+
+// errorf records a problem at node n.
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
+	l.errs = append(l.errs, &Error{Pos: l.pos(n), Msg: fmt.Sprintf(format, args...)})
+}
+
+// sorted returns the recorded errors in file order, without repeats (a
+// mapping merged or aliased twice is walked twice).
+func (l *loader) sorted() Errors {
+	sort.SliceStable(l.errs, func(i, j int) bool {
+		a, b := l.errs[i].Pos, l.errs[j].Pos
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	out := make(Errors, 0, len(l.errs))
+	seen := make(map[Error]bool)
+	for _, e := range l.errs {
+		if !seen[*e] {
+			seen[*e] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// decode parses data into a node tree and returns the root node of the
+// (single) document, or nil after recording why there is none.
+func (l *loader) decode(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			l.errs = append(l.errs, &Error{Pos: l.pos(nil), Msg: "config is empty: expected a mapping with listeners, apps and mounts"})
+		} else {
+			l.syntaxError(err, data)
+		}
+		return nil
+	}
+	// Later documents are an error unless empty (a stray trailing "---").
+	for {
+		var extra yaml.Node
+		err := dec.Decode(&extra)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			l.syntaxError(err, data)
+			break
+		}
+		if len(extra.Content) > 0 && !isNull(extra.Content[0]) {
+			l.errorf(&extra, "only one YAML document is allowed")
+			break
+		}
+	}
+	if len(doc.Content) == 0 {
+		l.errs = append(l.errs, &Error{Pos: l.pos(nil), Msg: "config is empty: expected a mapping with listeners, apps and mounts"})
+		return nil
+	}
+	return doc.Content[0]
+}
+
+var unknownAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+// syntaxError records an error returned by the YAML parser, at the line
+// it names (line 1 when it names none).
+func (l *loader) syntaxError(err error, data []byte) {
+	msg := err.Error()
+	p := Pos{File: l.file, Line: 1, Col: 1}
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 {
+			p.Line = n
+		}
+		msg = msg[len(m[0]):]
+	} else {
+		if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
+			// yaml.v3 gives no position here; point at the first use.
+			if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+				before := data[:i]
+				p.Line = bytes.Count(before, []byte("\n")) + 1
+				p.Col = i - (bytes.LastIndexByte(before, '\n') + 1) + 1
+			}
+		}
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	l.errs = append(l.errs, &Error{Pos: p, Msg: "invalid YAML: " + msg})
+}
+
+// deref follows an alias to the node it refers to.
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// describe names the kind (and value, for scalars) of n for messages.
+func describe(n *yaml.Node) string {
+	n = deref(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch tag := n.ShortTag(); tag {
+		case "!!str":
+			return strconv.Quote(n.Value)
+		case "!!null":
+			return "null"
+		case "!!int":
+			return "integer " + n.Value
+		case "!!float":
+			return "float " + n.Value
+		case "!!bool":
+			return "boolean " + n.Value
+		case "!!timestamp":
+			return "timestamp " + n.Value
+		default:
+			return fmt.Sprintf("a %s value", tag)
+		}
+	}
+	return "nothing"
+}
+
+// isString reports whether n is a plain string scalar (tag !!str).
+func isString(n *yaml.Node) bool {
+	n = deref(n)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str"
+}
+
+// isNull reports whether n is a null scalar ("~", "null" or nothing).
+func isNull(n *yaml.Node) bool {
+	n = deref(n)
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// field returns the message prefix for a problem at where.
+func field(where string) string {
+	if where == "" {
+		return ""
+	}
+	return where + ": "
+}
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// join appends key to the dotted path where, quoting it unless plain.
+func join(where, key string) string {
+	if !plainKeyRE.MatchString(key) {
+		key = strconv.Quote(key)
+	}
+	if where == "" {
+		return key
+	}
+	return where + "." + key
+}
+
+// entry is one key/value pair of a mapping.
+type entry struct {
+	key, val *yaml.Node
+	name     string
+}
+
+// entries returns the pairs of mapping m (not an alias) in file order,
+// expanding "<<" merge keys (explicit keys win). Non-string and duplicate
+// keys are reported and skipped.
+func (l *loader) entries(where string, m *yaml.Node) []entry {
+	var out, merged []entry
+	seen := make(map[string]*yaml.Node)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		kd := deref(k)
+		if kd.Kind != yaml.ScalarNode {
+			l.errorf(k, "%skeys must be strings, got %s", field(where), describe(kd))
+			continue
+		}
+		if kd.ShortTag() == "!!merge" {
+			merged = append(merged, l.mergeEntries(where, v)...)
+			continue
+		}
+		if first, dup := seen[kd.Value]; dup {
+			l.errorf(k, "%sduplicate key %q, first at %s", field(where), kd.Value, l.pos(first))
+			continue
+		}
+		seen[kd.Value] = k
+		out = append(out, entry{key: k, val: v, name: kd.Value})
+	}
+	for _, e := range merged {
+		if _, ok := seen[e.name]; !ok {
+			seen[e.name] = e.key
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// mergeEntries returns the pairs a "<<" merge key brings in: those of a
+// mapping, or of a list of mappings (earlier mappings win).
+func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
+	vd := deref(v)
+	switch vd.Kind {
+	case yaml.MappingNode:
+		return l.entries(where, vd)
+	case yaml.SequenceNode:
+		var out []entry
+		seen := make(map[string]bool)
+		for _, item := range vd.Content {
+			if deref(item).Kind != yaml.MappingNode {
+				l.errorf(item, "%s\"<<\" merges mappings only, got %s", field(where), describe(item))
+				continue
+			}
+			for _, e := range l.entries(where, deref(item)) {
+				if !seen[e.name] {
+					seen[e.name] = true
+					out = append(out, e)
+				}
+			}
+		}
+		return out
+	}
+	l.errorf(v, "%s\"<<\" merges mappings only, got %s", field(where), describe(v))
+	return nil
+}
+
+// unknownKey reports key name at k, suggesting the closest known key.
+func (l *loader) unknownKey(where string, k *yaml.Node, name string, known []string) {
+	l.errorf(k, "%sunknown key %q%s", field(where), name, suggest(name, known))
+}
+
+// str returns the string value of n, or reports that it is not a string.
+func (l *loader) str(where string, n *yaml.Node) (string, bool) {
+	if !isString(n) {
+		l.errorf(n, "%smust be a string, got %s", field(where), describe(n))
+		return "", false
+	}
+	return deref(n).Value, true
+}
+
+// config walks the top-level mapping.
+func (l *loader) config(root *yaml.Node) *Config {
+	rd := deref(root)
+	if isNull(rd) {
+		l.errorf(nil, "config is empty: expected a mapping with listeners, apps and mounts")
+		return nil
+	}
+	if rd.Kind != yaml.MappingNode {
+		l.errorf(root, "top level must be a mapping with listeners, apps and mounts, got %s", describe(rd))
+		return nil
+	}
+	var listeners, apps, mounts, timeout *entry
+	for _, e := range l.entries("", rd) {
+		switch e.name {
+		case "listeners":
+			listeners = &e
+		case "apps":
+			apps = &e
+		case "mounts":
+			mounts = &e
+		case "shutdown_timeout":
+			timeout = &e
+		default:
+			l.unknownKey("", e.key, e.name, topKeys)
+		}
+	}
+	cfg := &Config{Path: l.file, ShutdownTimeout: DefaultShutdownTimeout}
+	if n := l.section(root, listeners, "listeners", yaml.SequenceNode, "listener", "a list of addresses"); n != nil {
+		cfg.Listeners = l.listeners(n)
+	}
+	appsOK := false
+	if n := l.section(root, apps, "apps", yaml.MappingNode, "app", "a mapping of app names to apps"); n != nil {
+		cfg.Apps = l.apps(n)
+		appsOK = true
+	}
+	if n := l.section(root, mounts, "mounts", yaml.MappingNode, "mount", "a mapping of paths to app names"); n != nil {
+		cfg.Mounts = l.mounts(n, cfg.Apps, appsOK)
+	}
+	if timeout != nil {
+		cfg.ShutdownTimeout = l.duration(timeout.name, timeout.val, cfg.ShutdownTimeout)
+	}
+	return cfg
+}
+
+// section checks a required top-level list or mapping and returns it, or
+// nil after reporting that it is missing, empty or of the wrong kind.
+func (l *loader) section(root *yaml.Node, e *entry, name string, kind yaml.Kind, one, want string) *yaml.Node {
+	if e == nil {
+		l.errorf(root, "missing %q: at least one %s is required", name, one)
+		return nil
+	}
+	v := deref(e.val)
+	switch {
+	case isNull(v) || (v.Kind == kind && len(v.Content) == 0):
+		l.errorf(e.key, "%s: at least one %s is required", name, one)
+		return nil
+	case v.Kind != kind:
+		l.errorf(e.val, "%s: must be %s, got %s", name, want, describe(v))
+		return nil
+	}
+	return v
+}
+
+// listeners walks the listeners list.
+func (l *loader) listeners(seq *yaml.Node) []Listener {
+	var out []Listener
+	seen := make(map[string]Pos)
+	for i, item := range seq.Content {
+		where := fmt.Sprintf("listeners[%d]", i)
+		it := deref(item)
+		var addr *yaml.Node
+		switch {
+		case isString(it):
+			addr = item
+		case it.Kind == yaml.MappingNode:
+			for _, e := range l.entries(where, it) {
+				if e.name == "addr" {
+					addr = e.val
+				} else {
+					l.unknownKey(where, e.key, e.name, listenerKeys)
+				}
+			}
+			if addr == nil {
+				l.errorf(item, "%s: missing required key \"addr\"", where)
+				continue
+			}
+			where += ".addr"
+			if !isString(addr) {
+				l.errorf(addr, "%s: must be an address string, got %s", where, describe(addr))
+				continue
+			}
+		default:
+			l.errorf(item, "%s: must be an address string or a mapping with addr, got %s", where, describe(it))
+			continue
+		}
+		s := deref(addr).Value
+		ln, key, problem := parseListenAddr(s, l.base)
+		if problem != "" {
+			l.errorf(addr, "%s: invalid address %q: %s", where, s, problem)
+			continue
+		}
+		if first, dup := seen[key]; dup {
+			l.errorf(addr, "%s: duplicate listener address %q, first at %s", where, s, first)
+			continue
+		}
+		ln.Pos = l.pos(addr)
+		seen[key] = ln.Pos
+		out = append(out, ln)
+	}
+	return out
+}
+
+// parseListenAddr checks a listener address and resolves unix socket
+// paths against base. It returns the listener, a key identifying the
+// address for duplicate detection, and a problem ("" when valid).
+func parseListenAddr(addr, base string) (Listener, string, string) {
+	ln := Listener{Addr: addr}
+	if rest, ok := strings.CutPrefix(addr, "unix:"); ok {
+		switch {
+		case rest == "":
+			return ln, "", "unix socket path is empty"
+		case strings.ContainsRune(rest, 0):
+			return ln, "", "unix socket path contains a NUL byte"
+		case rest[0] == '@': // Linux abstract socket: not a file path.
+		case !filepath.IsAbs(rest):
+			rest = filepath.Join(base, rest)
+		default:
+			rest = filepath.Clean(rest)
+		}
+		ln.Network, ln.Address = "unix", rest
+		return ln, "unix\x00" + rest, ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ln, "", `must be "host:port" or "unix:/path/to.sock"`
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || strings.ContainsAny(port, "+-") {
+		return ln, "", "port must be a number from 0 to 65535"
+	}
+	if problem := checkListenHost(host, strings.HasPrefix(addr, "[")); problem != "" {
+		return ln, "", problem
+	}
+	ln.Network, ln.Address = "tcp", addr
+	return ln, "tcp\x00" + net.JoinHostPort(strings.ToLower(host), strconv.Itoa(p)), ""
+}
+
+// checkListenHost checks the host part of a tcp listener address: empty,
+// an IP address or a host name. bracketed tells whether it was in [].
+func checkListenHost(host string, bracketed bool) string {
+	if host == "" {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if bracketed && !ip.Is6() {
+			return "brackets are only for IPv6 addresses"
+		}
+		return ""
+	}
+	if bracketed || strings.Contains(host, ":") {
+		return fmt.Sprintf("invalid IPv6 address %q", host)
+	}
+	if !validHostname(host, "_") {
+		return fmt.Sprintf("invalid host %q", host)
+	}
+	labels := strings.Split(host, ".")
+	if allDigits(labels[len(labels)-1]) {
+		return fmt.Sprintf("invalid IP address %q", host)
+	}
+	return ""
+}
+
+// validHostname reports whether name is dot-separated non-empty labels of
+// ASCII letters, digits, '-' and the characters in extra, at most 253 bytes.
+func validHostname(name, extra string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return false
+		}
+		for _, c := range label {
+			if !(c < unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c)) || c == '-' || strings.ContainsRune(extra, c)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// apps walks the apps mapping.
+func (l *loader) apps(m *yaml.Node) []*App {
+	var out []*App
+	for _, e := range l.entries("apps", m) {
+		where := join("apps", e.name)
+		if !appNameRE.MatchString(e.name) {
+			l.errorf(e.key, "%s: invalid app name: use only letters, digits, \"_\", \".\" and \"-\"", where)
+		}
+		out = append(out, l.app(where, e))
+	}
+	return out
+}
+
+// app walks one app's mapping. The result carries defaults for whatever
+// is missing or invalid.
+func (l *loader) app(where string, e entry) *App {
+	a := &App{
+		Name:     e.name,
+		Callable: DefaultCallable,
+		Dir:      l.base,
+		Python:   DefaultPython,
+		Workers:  1,
+		Threads:  1,
+		Env:      map[string]string{},
+		Pos:      l.pos(e.key),
+	}
+	v := deref(e.val)
+	if v.Kind != yaml.MappingNode {
+		l.errorf(e.val, "%s: must be a mapping with at least a module, got %s", where, describe(v))
+		return a
+	}
+	var hasModule, hasDir bool
+	for _, f := range l.entries(where, v) {
+		w := join(where, f.name)
+		switch f.name {
+		case "module":
+			hasModule = true
+			s, ok := l.str(w, f.val)
+			if !ok {
+				continue
+			}
+			mod, call, problem := parseModule(s)
+			if problem != "" {
+				l.errorf(f.val, "%s: invalid module %q: %s", w, s, problem)
+				continue
+			}
+			a.Module, a.Callable = mod, call
+		case "dir":
+			hasDir = true
+			s, ok := l.str(w, f.val)
+			if !ok {
+				continue
+			}
+			if s == "" {
+				l.errorf(f.val, "%s: must not be empty", w)
+				continue
+			}
+			if !filepath.IsAbs(s) {
+				s = filepath.Join(l.base, s)
+			}
+			a.Dir = filepath.Clean(s)
+			l.checkDir(f.val, w+": directory", a.Dir)
+		case "python":
+			s, ok := l.str(w, f.val)
+			if !ok {
+				continue
+			}
+			if strings.TrimSpace(s) == "" {
+				l.errorf(f.val, "%s: must not be empty", w)
+				continue
+			}
+			a.Python = s
+		case "workers":
+			a.Workers = l.count(w, f.val, a.Workers)
+		case "threads":
+			a.Threads = l.count(w, f.val, a.Threads)
+		case "env":
+			l.env(w, f.val, a.Env)
+		default:
+			l.unknownKey(where, f.key, f.name, appKeys)
+		}
+	}
+	if !hasModule {
+		l.errorf(e.key, "%s: missing required key \"module\"", where)
+	}
+	if !hasDir {
+		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)
+	}
+	return a
+}
+
+// checkDir reports at n if dir does not exist or is not a directory.
+func (l *loader) checkDir(n *yaml.Node, what, dir string) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.errorf(n, "%s %q does not exist", what, dir)
+	case err != nil:
+		l.errorf(n, "%s %q: %v", what, dir, err)
+	case !fi.IsDir():
+		l.errorf(n, "%s %q is not a directory", what, dir)
+	}
+}
+
+// parseModule splits "pkg.mod:callable" into module and callable (default
+// DefaultCallable) and checks both are dotted Python identifiers.
+func parseModule(s string) (module, callable, problem string) {
+	module, callable, hasColon := strings.Cut(s, ":")
+	if !hasColon {
+		callable = DefaultCallable
+	}
+	switch {
+	case module == "":
+		return "", "", "missing module name before \":\""
+	case hasColon && callable == "":
+		return "", "", "missing callable after \":\""
+	}
+	if p := checkDotted(module); p != "" {
+		return "", "", p
+	}
+	if p := checkDotted(callable); p != "" {
+		return "", "", p
+	}
+	return module, callable, ""
+}
+
+var pythonKeywords = map[string]bool{
+	"False": true, "None": true, "True": true, "and": true, "as": true, "assert": true,
+	"async": true, "await": true, "break": true, "class": true, "continue": true,
+	"def": true, "del": true, "elif": true, "else": true, "except": true,
+	"finally": true, "for": true, "from": true, "global": true, "if": true,
+	"import": true, "in": true, "is": true, "lambda": true, "nonlocal": true,
+	"not": true, "or": true, "pass": true, "raise": true, "return": true,
+	"try": true, "while": true, "with": true, "yield": true,
+}
+
+// checkDotted checks that s is dot-separated Python identifiers.
+func checkDotted(s string) string {
+	for _, part := range strings.Split(s, ".") {
+		if part == "" {
+			return fmt.Sprintf("empty name in %q", s)
+		}
+		if !isIdentifier(part) {
+			return fmt.Sprintf("%q is not a Python identifier (want \"package.module\" or \"package.module:callable\")", part)
+		}
+		if pythonKeywords[part] {
+			return fmt.Sprintf("%q is a Python keyword", part)
+		}
+	}
+	return ""
+}
+
+// isIdentifier reports whether s is a Python identifier: a letter or '_'
+// followed by letters, digits and '_'.
+func isIdentifier(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || unicode.IsLetter(c) || i > 0 && unicode.IsDigit(c)) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// count returns the integer in n, which must be from 1 to MaxWorkers; def
+// after reporting otherwise.
+func (l *loader) count(where string, n *yaml.Node, def int) int {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		var i int64
+		if err := v.Decode(&i); err == nil && i >= 1 && i <= MaxWorkers {
+			return int(i)
+		}
+	}
+	l.errorf(n, "%s: must be an integer from 1 to %d, got %s", where, MaxWorkers, describe(v))
+	return def
+}
+
+// env adds the variables of mapping n to env. Scalar values are kept as
+// written; null becomes "".
+func (l *loader) env(where string, n *yaml.Node, env map[string]string) {
+	v := deref(n)
+	if isNull(v) {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		l.errorf(n, "%s: must be a mapping of variable names to values, got %s", where, describe(v))
+		return
+	}
+	for _, e := range l.entries(where, v) {
+		if e.name == "" || strings.ContainsAny(e.name, "=\x00") {
+			l.errorf(e.key, "%s: invalid variable name %q: must be non-empty, without \"=\" or NUL", where, e.name)
+			continue
+		}
+		val := deref(e.val)
+		switch {
+		case isNull(val):
+			env[e.name] = ""
+		case val.Kind == yaml.ScalarNode:
+			if strings.ContainsRune(val.Value, 0) {
+				l.errorf(e.val, "%s: value must not contain a NUL byte", join(where, e.name))
+				continue
+			}
+			env[e.name] = val.Value
+		default:
+			l.errorf(e.val, "%s: must be a string, number or boolean, got %s", join(where, e.name), describe(val))
+		}
+	}
+}
+
+// mountKey identifies a mount for duplicate detection.
+type mountKey struct{ host, prefix string }
+
+// mounts walks the mounts mapping. Unknown app names are reported only
+// when the apps section itself was usable (appsOK).
+func (l *loader) mounts(m *yaml.Node, apps []*App, appsOK bool) []Mount {
+	names := make([]string, len(apps))
+	known := make(map[string]bool)
+	for i, a := range apps {
+		names[i] = a.Name
+		known[a.Name] = true
+	}
+	var out []Mount
+	seen := make(map[mountKey]Pos)
+	for _, e := range l.entries("mounts", m) {
+		where := "mounts." + strconv.Quote(e.name)
+		ok := true
+		host, prefix, problem := parseMountKey(e.name)
+		if problem != "" {
+			l.errorf(e.key, "%s: invalid mount: %s", where, problem)
+			ok = false
+		}
+		var app string
+		if !isString(e.val) {
+			l.errorf(e.val, "%s: must be an app name, got %s", where, describe(e.val))
+			ok = false
+		} else if app = deref(e.val).Value; appsOK && !known[app] {
+			l.errorf(e.val, "%s: unknown app %q%s", where, app, suggestApp(app, names))
+			ok = false
+		}
+		if problem == "" {
+			k := mountKey{host, prefix}
+			if first, dup := seen[k]; dup {
+				l.errorf(e.key, "%s: duplicate mount, first at %s", where, first)
+				ok = false
+			} else {
+				seen[k] = l.pos(e.key)
+			}
+		}
+		if ok {
+			out = append(out, Mount{Key: e.name, Host: host, Prefix: prefix, App: app, Pos: l.pos(e.key)})
+		}
+	}
+	return out
+}
+
+// parseMountKey splits "[host]/path" into a lower-cased host and a
+// normalized path prefix, or returns a problem.
+func parseMountKey(key string) (host, prefix, problem string) {
+	i := strings.IndexByte(key, '/')
+	if i < 0 {
+		return "", "", `must be "/path" or "host/path"`
+	}
+	host, prefix = strings.ToLower(key[:i]), key[i:]
+	if host != "" {
+		if p := checkMountHost(host); p != "" {
+			return "", "", p
+		}
+	}
+	switch {
+	case strings.ContainsAny(prefix, "?#"):
+		return "", "", `path must not contain "?" or "#"`
+	case strings.Contains(prefix, "//"):
+		return "", "", `path must not contain "//"`
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == "." || seg == ".." {
+			return "", "", `path must not contain "." or ".." segments`
+		}
+	}
+	if len(prefix) > 1 {
+		prefix = strings.TrimSuffix(prefix, "/")
+	}
+	return host, prefix, ""
+}
+
+// checkMountHost checks the (lower-cased) host part of a mount key.
+func checkMountHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && allDigits(host[i+1:]) {
+		return fmt.Sprintf("host %q must not include a port (mounts match any port)", host)
+	}
+	name := strings.TrimPrefix(host, "*.")
+	if !validHostname(name, "") {
+		return fmt.Sprintf("invalid host %q: use letters, digits, \"-\" and \".\", optionally after a leading \"*.\"", host)
+	}
+	return ""
+}
+
+// duration parses a positive Go duration; def after reporting otherwise.
+func (l *loader) duration(where string, n *yaml.Node, def time.Duration) time.Duration {
+	v := deref(n)
+	if v.Kind != yaml.ScalarNode || isNull(v) {
+		l.errorf(n, "%s: must be a duration like \"30s\", got %s", where, describe(v))
+		return def
+	}
+	d, err := time.ParseDuration(v.Value)
+	if err != nil {
+		l.errorf(n, "%s: invalid duration %q: use a Go duration like \"30s\" or \"1m30s\"", where, v.Value)
+		return def
+	}
+	if d <= 0 {
+		l.errorf(n, "%s: must be greater than 0, got %q", where, v.Value)
+		return def
+	}
+	return d
+}
+
+// suggest returns ` (did you mean "x"?)` for the candidate closest to
+// name within edit distance 2, or "".
+func suggest(name string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(name), strings.ToLower(c))
+		if d < bestDist && d < len(name) {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// suggestApp is suggest for app names; with no close match it lists the
+// apps when there are few.
+func suggestApp(name string, apps []string) string {
+	if s := suggest(name, apps); s != "" {
+		return s
+	}
+	if len(apps) == 0 || len(apps) > 5 {
+		return ""
+	}
+	quoted := make([]string, len(apps))
+	for i, a := range apps {
+		quoted[i] = strconv.Quote(a)
+	}
+	return fmt.Sprintf(" (known apps: %s)", strings.Join(quoted, ", "))
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}

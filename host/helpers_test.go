@@ -1,0 +1,180 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gowsgi/gowsgi/config"
+)
+
+// testPython is the interpreter the end-to-end tests run workers with:
+// GOWSGI_TEST_PYTHON, else Debian's /usr/bin/python3 (which has the
+// frameworks when the python3-* packages are installed), else python3.
+func testPython() string {
+	if p := os.Getenv("GOWSGI_TEST_PYTHON"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	return "python3"
+}
+
+// requireModules skips the test unless the test interpreter imports every
+// module; with GOWSGI_REQUIRE_FRAMEWORKS=1 (as in CI) that is a failure.
+func requireModules(t *testing.T, modules ...string) {
+	t.Helper()
+	py := testPython()
+	code := "import " + strings.Join(modules, ", ")
+	out, err := exec.Command(py, "-c", code).CombinedOutput()
+	if err == nil {
+		return
+	}
+	msg := py + " cannot " + code + ": " + strings.TrimSpace(string(out))
+	if os.Getenv("GOWSGI_REQUIRE_FRAMEWORKS") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg + " (set GOWSGI_TEST_PYTHON to an interpreter that has them)")
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testHost is a running host with real Python workers on an ephemeral port.
+type testHost struct {
+	*Host
+	t    *testing.T
+	URL  string // http://127.0.0.1:PORT
+	Logs *syncBuffer
+	dir  string // the config's folder
+	path string // the config file
+}
+
+// appsDir is the absolute path of the test apps.
+func appsDir(t *testing.T) string {
+	d, err := filepath.Abs("testdata/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// expand fills the placeholders {{python}}, {{apps}} and {{examples}} in a test config.
+func expand(t *testing.T, yaml string) string {
+	examples, err := filepath.Abs("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.NewReplacer("{{python}}", testPython(), "{{apps}}", appsDir(t), "{{examples}}", examples).Replace(yaml)
+}
+
+// startHost writes yaml (placeholders expanded) to a temp gowsgi.yaml,
+// starts a host on it and stops it, workers included, when the test ends.
+func startHost(t *testing.T, yaml string) *testHost {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gowsgi.yaml")
+	if err := os.WriteFile(path, []byte(expand(t, yaml)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	logs := &syncBuffer{}
+	h := New(zerolog.New(logs).Level(zerolog.DebugLevel))
+	if err := h.Apply(cfg); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	th := &testHost{Host: h, t: t, Logs: logs, dir: dir, path: path}
+	t.Cleanup(func() { th.stop() })
+	for _, a := range h.Addrs() {
+		if a.Network() == "tcp" {
+			th.URL = "http://" + a.String()
+			break
+		}
+	}
+	if th.URL == "" {
+		t.Fatal("no tcp listener")
+	}
+	return th
+}
+
+// stop shuts the host down and checks that no worker process is left.
+func (th *testHost) stop() {
+	var pids []int
+	th.mu.Lock()
+	for _, rt := range th.apps {
+		if rt.pool != nil {
+			pids = append(pids, rt.pool.Pids()...)
+		}
+	}
+	th.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	th.Shutdown(ctx)
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			// Zombies are reaped by cmd.Wait in the host; a live pid is a leak.
+			th.t.Errorf("worker %d still running after Shutdown", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if th.t.Failed() {
+		th.t.Logf("host log:\n%s", th.Logs.String())
+	}
+}
+
+// get fetches url and returns status and body, failing the test on a transport error.
+func (th *testHost) get(path string) (int, string) {
+	th.t.Helper()
+	resp, err := http.Get(th.URL + path)
+	if err != nil {
+		th.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		th.t.Fatalf("GET %s: read body: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

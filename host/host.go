@@ -1,0 +1,371 @@
+// Package host runs gowsgi: it owns the listeners, the worker pools of every
+// app, the HTTP handler that routes requests to them, and reloads, where a
+// new generation of mounts and pools is built, checked, swapped in with one
+// atomic store, and the old one drained.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/router"
+	"github.com/gowsgi/gowsgi/worker"
+)
+
+// Host serves the apps of a config on its listeners. Create it with New,
+// then call Apply with each config (the first one starts it) and Shutdown.
+type Host struct {
+	log zerolog.Logger
+
+	gen atomic.Pointer[generation]
+
+	mu        sync.Mutex // serializes Apply and Shutdown
+	apps      map[string]*appRuntime
+	listeners map[string]*listener
+	genID     int64
+	closed    bool
+	draining  sync.WaitGroup // pools and listeners being retired
+}
+
+// generation is one immutable mount table: what a request sees.
+type generation struct {
+	id     int64
+	routes *router.Table[*appRuntime]
+}
+
+// appRuntime is one app of one or more generations: its pool, or why it has none.
+type appRuntime struct {
+	name       string
+	def        config.App // Pos cleared: compared to detect changes
+	pool       *pool      // nil if the app failed to load
+	failReason string
+}
+
+// New returns a host that serves nothing until Apply is called.
+func New(log zerolog.Logger) *Host {
+	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}}
+	h.gen.Store(&generation{routes: router.New[*appRuntime](nil)})
+	return h
+}
+
+// Addrs returns the bound address of every listener, in no order. With
+// port 0 in the config, this is where the port chosen by the kernel shows.
+func (h *Host) Addrs() map[string]net.Addr {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	addrs := map[string]net.Addr{}
+	for k, l := range h.listeners {
+		addrs[k] = l.ln.Addr()
+	}
+	return addrs
+}
+
+// Generation returns the number of the config generation being served.
+func (h *Host) Generation() int64 { return h.gen.Load().id }
+
+// Pids returns the live worker pids of an app (nil if it has no pool).
+func (h *Host) Pids(app string) []int {
+	h.mu.Lock()
+	rt := h.apps[app]
+	h.mu.Unlock()
+	if rt == nil || rt.pool == nil {
+		return nil
+	}
+	return rt.pool.Pids()
+}
+
+// Apply makes cfg the served config: apps whose definition did not change
+// keep their workers, new and changed apps get new pools that must load
+// before any mount points at them, listeners that did not change keep their
+// sockets, and the mount table is swapped in one step. Old pools and
+// listeners are then drained in the background. If a listener cannot be
+// opened, nothing changes and the error is returned.
+func (h *Host) Apply(cfg *config.Config) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errors.New("host is shut down")
+	}
+	began := time.Now()
+	log := h.log.With().Int64("generation", h.genID+1).Logger()
+
+	// Apps: reuse the unchanged, start the new and changed ones in parallel.
+	next := map[string]*appRuntime{}
+	var started []*appRuntime
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, a := range cfg.Apps {
+		def := *a
+		def.Pos = config.Pos{}
+		old := h.apps[a.Name]
+		if old != nil && old.pool != nil && reflect.DeepEqual(old.def, def) {
+			next[a.Name] = old
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := h.startApp(def)
+			mu.Lock()
+			defer mu.Unlock()
+			if rt.pool == nil && old != nil && old.pool != nil {
+				log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
+				next[def.Name] = old
+				return
+			}
+			next[def.Name] = rt
+			if rt.pool != nil {
+				started = append(started, rt)
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Listeners: keep the unchanged, open the new ones.
+	nextLn := map[string]*listener{}
+	var opened []*listener
+	for _, lc := range cfg.Listeners {
+		key := lc.Network + ":" + lc.Address
+		if l := h.listeners[key]; l != nil {
+			nextLn[key] = l
+			continue
+		}
+		l, err := h.openListener(lc)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			for _, rt := range started {
+				go rt.pool.stop(0)
+			}
+			return fmt.Errorf("listener %s: %w", lc.Addr, err)
+		}
+		nextLn[key] = l
+		opened = append(opened, l)
+	}
+
+	mounts := make([]router.Mount[*appRuntime], 0, len(cfg.Mounts))
+	for _, m := range cfg.Mounts {
+		mounts = append(mounts, router.Mount[*appRuntime]{Host: m.Host, Prefix: m.Prefix, Target: next[m.App]})
+	}
+	h.genID++
+	h.gen.Store(&generation{id: h.genID, routes: router.New(mounts)})
+	for _, l := range opened {
+		go l.serve()
+	}
+
+	// Retire what the new generation no longer uses.
+	var stopped, replaced []string
+	for name, old := range h.apps {
+		if next[name] == old || old.pool == nil {
+			continue
+		}
+		if _, ok := next[name]; ok {
+			replaced = append(replaced, name)
+		} else {
+			stopped = append(stopped, name)
+		}
+		h.draining.Add(1)
+		go func() {
+			defer h.draining.Done()
+			old.pool.stop(cfg.ShutdownTimeout)
+		}()
+	}
+	var closedLn []string
+	for key, l := range h.listeners {
+		if nextLn[key] == nil {
+			closedLn = append(closedLn, l.addr)
+			h.draining.Add(1)
+			go func() {
+				defer h.draining.Done()
+				l.shutdown(cfg.ShutdownTimeout)
+			}()
+		}
+	}
+	var startedNames, failed, openedNames []string
+	for _, rt := range started {
+		startedNames = append(startedNames, rt.name)
+	}
+	for name, rt := range next {
+		if rt.pool == nil {
+			failed = append(failed, name)
+		}
+	}
+	for _, l := range opened {
+		openedNames = append(openedNames, l.ln.Addr().String())
+	}
+	h.apps = next
+	h.listeners = nextLn
+	slices.Sort(startedNames)
+	slices.Sort(failed)
+	slices.Sort(stopped)
+	log.Info().Strs("apps_started", startedNames).Strs("apps_failed", failed).Strs("apps_replaced", replaced).
+		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_closed", closedLn).
+		Int("mounts", len(mounts)).Dur("took", time.Since(began)).Msg("config applied")
+	return nil
+}
+
+// startApp starts an app's pool; on failure the runtime carries the reason.
+func (h *Host) startApp(def config.App) *appRuntime {
+	rt := &appRuntime{name: def.Name, def: def}
+	spec := &worker.Spec{
+		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
+		Threads: def.Threads, Workers: def.Workers, Env: def.Env, Log: h.log,
+	}
+	log := h.log.With().Str("app", def.Name).Logger()
+	pl, err := startPool(spec, log)
+	if err != nil {
+		var le *worker.LoadError
+		if errors.As(err, &le) {
+			log.Error().Str("traceback", le.Traceback).Msg("app failed to load; its mounts answer 503")
+			rt.failReason = fmt.Sprintf("app %q failed to load: %s", def.Name, le.Reason())
+		} else {
+			log.Error().Err(err).Msg("app failed to start; its mounts answer 503")
+			rt.failReason = err.Error()
+		}
+		return rt
+	}
+	log.Info().Ints("pids", pl.Pids()).Msg("app started")
+	rt.pool = pl
+	return rt
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then stops every worker.
+func (h *Host) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	lns := slices.Collect(maps.Values(h.listeners))
+	apps := slices.Collect(maps.Values(h.apps))
+	h.listeners = map[string]*listener{}
+	h.apps = map[string]*appRuntime{}
+	h.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				l.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	grace := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		grace = max(time.Until(dl), 0)
+	}
+	for _, rt := range apps {
+		if rt.pool != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rt.pool.stop(grace)
+			}()
+		}
+	}
+	wg.Wait()
+	h.draining.Wait()
+	return nil
+}
+
+// listener is one bound socket and the HTTP server on it.
+type listener struct {
+	addr string
+	ln   net.Listener
+	srv  *http.Server
+	path string // unix socket file, removed at shutdown
+}
+
+func (h *Host) openListener(lc config.Listener) (*listener, error) {
+	var ln net.Listener
+	var err error
+	if lc.Network == "unix" {
+		ln, err = listenUnix(lc.Address)
+	} else {
+		ln, err = net.Listen("tcp", lc.Address)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{addr: lc.Addr, ln: ln}
+	if lc.Network == "unix" {
+		l.path = lc.Address
+	}
+	l.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(debugWriter{h.log}, "", 0),
+	}
+	return l, nil
+}
+
+func (l *listener) serve() {
+	l.srv.Serve(l.ln)
+}
+
+func (l *listener) shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
+	}
+}
+
+// listenUnix listens on a unix socket, replacing a stale socket file left
+// by a killed host but refusing one that a live server answers on.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another server is listening there", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// debugWriter sends net/http's own error log (bad requests, TLS handshake
+// failures) to the logger at debug level.
+type debugWriter struct{ log zerolog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debug().Str("source", "http").Msg(string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}

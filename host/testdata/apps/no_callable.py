@@ -1,0 +1,3 @@
+"""Imports fine but has no `application` attribute, on purpose."""
+
+not_the_application = None

@@ -1,0 +1,430 @@
+package worker
+
+import (
+	"bufio"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+//go:embed worker.py
+var program string
+
+// Program returns the embedded Python worker program.
+func Program() string { return program }
+
+// bootstrap runs the program passed as argv[1] under a file name that
+// tracebacks show, instead of "<string>".
+const bootstrap = "import sys; exec(compile(sys.argv.pop(1), 'gowsgi-worker.py', 'exec'))"
+
+// Spec says how to start worker processes for one app.
+type Spec struct {
+	// App is the app's name, for logs and errors.
+	App string
+	// Python is the interpreter command or path.
+	Python string
+	// Dir is the working directory, first on sys.path.
+	Dir string
+	// Module and Callable name the WSGI callable.
+	Module, Callable string
+	// Threads is how many requests one process runs at once.
+	Threads int
+	// Workers is how many processes the pool has (for wsgi.multiprocess).
+	Workers int
+	// Env is extra environment for the process.
+	Env map[string]string
+	// StartTimeout bounds the import of the app; 0 means 60s.
+	StartTimeout time.Duration
+	// Log receives the process's stdout and stderr, line by line.
+	Log zerolog.Logger
+}
+
+// LoadError is an app that failed to load in its worker.
+type LoadError struct {
+	App       string
+	Traceback string
+}
+
+// Reason is the last line of the traceback: the exception and its message.
+func (e *LoadError) Reason() string {
+	lines := strings.Split(strings.TrimSpace(e.Traceback), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func (e *LoadError) Error() string { return fmt.Sprintf("app %q failed to load: %s", e.App, e.Reason()) }
+
+// ErrDied is returned for requests whose worker process went away.
+var ErrDied = errors.New("worker process died")
+
+// creditEvery is how many consumed response bytes the host acknowledges at once.
+const creditEvery = 128 << 10
+
+// Process is one running worker process and the connection to it.
+type Process struct {
+	spec *Spec
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+	// Pid is the worker's process id.
+	Pid int
+
+	wmu sync.Mutex // serializes writes to conn
+
+	mu     sync.Mutex
+	calls  map[uint32]*Call
+	nextID uint32
+	dead   bool
+	closed bool // Close was called: no new requests
+
+	exited  chan struct{} // closed once the process has been waited for
+	waitErr error
+}
+
+// Start starts a worker process and waits until its app is loaded. A
+// failure to import the app is a *LoadError carrying the traceback.
+func Start(spec *Spec) (*Process, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("app %q: socketpair: %w", spec.App, err)
+	}
+	hostFile := os.NewFile(uintptr(fds[0]), "gowsgi-host")
+	childFile := os.NewFile(uintptr(fds[1]), "gowsgi-worker")
+	defer childFile.Close()
+	fc, err := net.FileConn(hostFile)
+	hostFile.Close()
+	if err != nil {
+		return nil, fmt.Errorf("app %q: worker socket: %w", spec.App, err)
+	}
+	conn := fc.(*net.UnixConn)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("app %q: pipe: %w", spec.App, err)
+	}
+	python := spec.Python
+	if python == "" {
+		python = "python3"
+	}
+	callable := spec.Callable
+	if callable == "" {
+		callable = "application"
+	}
+	cmd := exec.Command(python, "-u", "-c", bootstrap, program)
+	cmd.Dir = spec.Dir
+	cmd.Env = append(os.Environ(),
+		"GOWSGI_FD=3",
+		"GOWSGI_MODULE="+spec.Module,
+		"GOWSGI_CALLABLE="+callable,
+		"GOWSGI_THREADS="+strconv.Itoa(max(spec.Threads, 1)),
+		"GOWSGI_WORKERS="+strconv.Itoa(max(spec.Workers, 1)),
+		"GOWSGI_APP="+spec.App,
+	)
+	for k, v := range spec.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.ExtraFiles = []*os.File{childFile}
+	cmd.Stdout = outW
+	cmd.Stderr = outW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	outW.Close()
+	if err != nil {
+		conn.Close()
+		outR.Close()
+		return nil, fmt.Errorf("app %q: start %s: %w", spec.App, python, err)
+	}
+	p := &Process{spec: spec, cmd: cmd, conn: conn, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
+	log := spec.Log.With().Str("app", spec.App).Int("pid", p.Pid).Logger()
+	go func() {
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(make([]byte, 0, 4096), 1<<20)
+		for sc.Scan() {
+			log.Info().Str("stream", "app").Msg(sc.Text())
+		}
+		outR.Close()
+	}()
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+
+	timeout := spec.StartTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	conn.SetReadDeadline(time.Now().Add(timeout))
+	br := bufio.NewReaderSize(conn, 64<<10)
+	f, err := ReadFrame(br)
+	conn.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil:
+		p.kill()
+		<-p.exited
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
+		}
+		return nil, fmt.Errorf("app %q: worker exited while loading the app (%v)", spec.App, p.waitErr)
+	case f.Type == FrameFailed:
+		p.kill()
+		<-p.exited
+		return nil, &LoadError{App: spec.App, Traceback: string(f.Payload)}
+	case f.Type != FrameReady:
+		p.kill()
+		<-p.exited
+		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
+	}
+	go p.readLoop(br)
+	return p, nil
+}
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// ExitErr is how the process ended; valid after Exited is closed.
+func (p *Process) ExitErr() error { return p.waitErr }
+
+// Send starts a request: env from Environ.Bytes, and the whole body.
+// onDone runs exactly once, from another goroutine, when the worker has
+// finished the request (or died).
+func (p *Process) Send(env, body []byte, onDone func()) (*Call, error) {
+	p.mu.Lock()
+	if p.dead || p.closed {
+		p.mu.Unlock()
+		return nil, ErrDied
+	}
+	p.nextID++
+	if p.nextID == 0 {
+		p.nextID = 1
+	}
+	c := &Call{ID: p.nextID, p: p, wake: make(chan struct{}, 1), onDone: onDone}
+	p.calls[c.ID] = c
+	p.mu.Unlock()
+
+	var hdr [HeaderSize + 4]byte
+	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+len(body))
+	hdr[9], hdr[10], hdr[11], hdr[12] = byte(len(env)), byte(len(env)>>8), byte(len(env)>>16), byte(len(env)>>24)
+	bufs := net.Buffers{hdr[:], env}
+	if len(body) > 0 {
+		bufs = append(bufs, body)
+	}
+	p.wmu.Lock()
+	_, err := bufs.WriteTo(p.conn)
+	p.wmu.Unlock()
+	if err != nil {
+		// The read loop will see the connection die and finish the call.
+		p.conn.Close()
+		return c, nil
+	}
+	return c, nil
+}
+
+func (p *Process) credit(id uint32, n int) {
+	var b [HeaderSize + 4]byte
+	PutHeader(b[:], FrameCredit, id, 4)
+	b[9], b[10], b[11], b[12] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	p.wmu.Lock()
+	p.conn.Write(b[:])
+	p.wmu.Unlock()
+}
+
+func (p *Process) readLoop(br *bufio.Reader) {
+	var err error
+	for {
+		var f Frame
+		f, err = ReadFrame(br)
+		if err != nil {
+			break
+		}
+		p.mu.Lock()
+		c := p.calls[f.ID]
+		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
+			delete(p.calls, f.ID)
+		}
+		p.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		c.push(f)
+	}
+	p.mu.Lock()
+	p.dead = true
+	calls := p.calls
+	p.calls = nil
+	p.mu.Unlock()
+	for _, c := range calls {
+		c.fail(ErrDied)
+	}
+	p.conn.Close()
+}
+
+// Close stops the process gracefully: no new requests; the worker finishes
+// what it has, then exits. After grace it is sent SIGTERM, and SIGKILL after
+// another grace. Close returns when the process has exited.
+func (p *Process) Close(grace time.Duration) {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.conn.CloseWrite()
+	select {
+	case <-p.exited:
+		return
+	case <-time.After(grace):
+	}
+	syscall.Kill(-p.Pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return
+	case <-time.After(grace):
+	}
+	p.kill()
+	<-p.exited
+}
+
+func (p *Process) kill() {
+	syscall.Kill(-p.Pid, syscall.SIGKILL)
+	p.cmd.Process.Kill()
+}
+
+// Kill ends the process at once (SIGKILL to its process group).
+func (p *Process) Kill() { p.kill() }
+
+// Call is one request in flight on a worker.
+type Call struct {
+	ID uint32
+	p  *Process
+
+	mu         sync.Mutex
+	q          []Frame
+	finished   bool  // the last frame was queued, or the worker died
+	err        error // ErrDied
+	abandoned  bool
+	uncredited int
+	wake       chan struct{}
+	onDone     func()
+}
+
+func (c *Call) push(f Frame) {
+	c.mu.Lock()
+	last := f.Type == FrameEnd || f.Type == FrameAbort
+	if c.abandoned {
+		if f.Type == FrameBody {
+			c.uncredited += len(f.Payload)
+		}
+		n := c.takeCredit(last)
+		c.mu.Unlock()
+		if n > 0 {
+			c.p.credit(c.ID, n)
+		}
+	} else {
+		c.q = append(c.q, f)
+		c.finished = last
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	if last {
+		c.onDone()
+	}
+}
+
+func (c *Call) fail(err error) {
+	c.mu.Lock()
+	c.finished = true
+	c.err = err
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	c.onDone()
+}
+
+// takeCredit returns the credit to send now; c.mu is held.
+func (c *Call) takeCredit(force bool) int {
+	if c.uncredited >= creditEvery || (force && c.uncredited > 0) {
+		n := c.uncredited
+		c.uncredited = 0
+		return n
+	}
+	return 0
+}
+
+// Next returns the request's next frame, waiting for it. After FrameEnd or
+// FrameAbort there are no more. If the worker died first, it returns ErrDied.
+// done aborts the wait (for a client that went away) with its error.
+func (c *Call) Next(done <-chan struct{}) (Frame, error) {
+	for {
+		c.mu.Lock()
+		if len(c.q) > 0 {
+			f := c.q[0]
+			c.q[0] = Frame{}
+			c.q = c.q[1:]
+			var n int
+			if f.Type == FrameBody {
+				c.uncredited += len(f.Payload)
+				n = c.takeCredit(false)
+			}
+			c.mu.Unlock()
+			if n > 0 {
+				c.p.credit(c.ID, n)
+			}
+			return f, nil
+		}
+		if c.finished {
+			err := c.err
+			c.mu.Unlock()
+			if err == nil {
+				err = io.EOF
+			}
+			return Frame{}, err
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.wake:
+		case <-done:
+			return Frame{}, errors.New("request canceled")
+		}
+	}
+}
+
+// Pending reports whether a frame is queued and can be taken without waiting.
+func (c *Call) Pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.q) > 0
+}
+
+// Abandon releases the call: frames still to come are dropped and credited
+// so the worker is never blocked by a response nobody reads.
+func (c *Call) Abandon() {
+	c.mu.Lock()
+	if c.abandoned {
+		c.mu.Unlock()
+		return
+	}
+	c.abandoned = true
+	for _, f := range c.q {
+		if f.Type == FrameBody {
+			c.uncredited += len(f.Payload)
+		}
+	}
+	c.q = nil
+	n := c.takeCredit(!c.finished)
+	c.mu.Unlock()
+	if n > 0 {
+		c.p.credit(c.ID, n)
+	}
+}

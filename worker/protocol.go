@@ -1,0 +1,86 @@
+// Package worker runs Python WSGI worker processes for the host and speaks
+// the framed protocol between them. The Python side is worker.py, embedded
+// in the binary and started with the app's interpreter.
+//
+// Every frame is a 9-byte header, then the payload:
+//
+//	type    uint8   one of the Frame* constants
+//	id      uint32  request id (little endian); 0 for worker-wide frames
+//	length  uint32  payload length (little endian)
+//
+// Host to worker: FrameRequest (uint32 environ length, the environ as a
+// Python marshal dict, then the whole body) and FrameCredit (uint32 count of
+// response bytes the host has passed on to the client, reopening the
+// request's flow-control window). Worker to host: FrameReady or FrameFailed
+// once after start, then per request FrameStart, FrameBody..., and FrameEnd
+// or FrameAbort. A worker may have several requests in flight; their frames
+// interleave and carry their ids.
+package worker
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Frame types.
+const (
+	FrameRequest byte = 'R' // host: a request (environ and body)
+	FrameCredit  byte = 'C' // host: uint32 bytes of response passed on
+	FrameReady   byte = 'H' // worker: the app loaded; payload is the pid
+	FrameFailed  byte = 'F' // worker: the app failed to load; payload is the traceback
+	FrameStart   byte = 'S' // worker: "status\r\nName: value\r\n..."
+	FrameBody    byte = 'B' // worker: a chunk of response body
+	FrameEnd     byte = 'E' // worker: the response is complete
+	FrameAbort   byte = 'X' // worker: the app failed; payload is the request line and traceback
+)
+
+// HeaderSize is the length of a frame header.
+const HeaderSize = 9
+
+// MaxPayload bounds a frame's payload the host accepts from a worker.
+const MaxPayload = 1 << 30
+
+// Frame is one decoded frame.
+type Frame struct {
+	Type    byte
+	ID      uint32
+	Payload []byte
+}
+
+// PutHeader writes a frame header into b, which must hold HeaderSize bytes.
+func PutHeader(b []byte, typ byte, id uint32, length int) {
+	b[0] = typ
+	binary.LittleEndian.PutUint32(b[1:5], id)
+	binary.LittleEndian.PutUint32(b[5:9], uint32(length))
+}
+
+// AppendFrame appends a whole frame to b.
+func AppendFrame(b []byte, typ byte, id uint32, payload []byte) []byte {
+	var h [HeaderSize]byte
+	PutHeader(h[:], typ, id, len(payload))
+	return append(append(b, h[:]...), payload...)
+}
+
+// ReadFrame reads one frame from r. The payload is freshly allocated.
+func ReadFrame(r io.Reader) (Frame, error) {
+	var h [HeaderSize]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return Frame{}, err
+	}
+	f := Frame{Type: h[0], ID: binary.LittleEndian.Uint32(h[1:5])}
+	n := binary.LittleEndian.Uint32(h[5:9])
+	if n > MaxPayload {
+		return Frame{}, fmt.Errorf("frame %q for request %d: payload of %d bytes is too large", f.Type, f.ID, n)
+	}
+	if n > 0 {
+		f.Payload = make([]byte, n)
+		if _, err := io.ReadFull(r, f.Payload); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
+		}
+	}
+	return f, nil
+}

@@ -1,0 +1,518 @@
+# gowsgi worker: runs one WSGI application for the gowsgi host.
+#
+# The host starts this program with an inherited socket (fd in GOWSGI_FD) and
+# speaks a framed protocol over it. Every frame is a 9-byte header, type (1
+# byte), request id (uint32 LE) and payload length (uint32 LE), then the
+# payload. See protocol.go for the frame types; this file mirrors them.
+#
+# Host -> worker:
+#   R  request: uint32 environ length, environ (marshal dict), body bytes
+#   C  credit: uint32 bytes the host has passed on for that request
+# Worker -> host:
+#   H  ready (id 0): "pid"
+#   F  failed to load the app (id 0): traceback text
+#   S  start: "status\r\nName: value\r\n..." (validated here)
+#   B  body chunk
+#   E  end of response
+#   X  the app failed: traceback text (before S: the host answers 500;
+#      after: the host cuts the connection)
+import marshal
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+HDR = struct.Struct("<BII")
+HDR_SIZE = HDR.size
+U32 = struct.Struct("<I")
+READ_SIZE = 65536
+# Unacknowledged response bytes one request may have in flight to the host
+# before its thread waits for credit (backpressure from slow clients).
+WINDOW = 1 << 20
+
+T_REQUEST, T_CREDIT = ord("R"), ord("C")
+T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT = (
+    ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"))
+
+STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
+TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+
+
+class WSGIError(Exception):
+    """The application broke a rule of PEP 3333."""
+
+
+class Input:
+    """wsgi.input over the request body (bytes or bytearray) the host read in full."""
+
+    __slots__ = ("_buf", "_pos", "_len")
+
+    def __init__(self, buf):
+        self._buf = buf
+        self._pos = 0
+        self._len = len(buf)
+
+    def read(self, size=-1):
+        pos = self._pos
+        if size is None or size < 0:
+            end = self._len
+        else:
+            end = min(self._len, pos + size)
+        self._pos = end
+        return bytes(self._buf[pos:end])
+
+    def readline(self, size=-1):
+        pos = self._pos
+        nl = self._buf.find(b"\n", pos)
+        end = self._len if nl < 0 else nl + 1
+        if size is not None and size >= 0:
+            end = min(end, pos + size)
+        self._pos = end
+        return bytes(self._buf[pos:end])
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class Errors:
+    """wsgi.errors: text to the worker's stderr, which the host logs line by line."""
+
+    def write(self, s):
+        sys.stderr.write(s)
+
+    def writelines(self, seq):
+        for s in seq:
+            sys.stderr.write(s)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read = self.filelike.read
+        size = self.blksize
+        while True:
+            data = read(size)
+            if not data:
+                return
+            yield data
+
+
+def frame(kind, rid, payload=b""):
+    return HDR.pack(kind, rid, len(payload)) + payload
+
+
+class Conn:
+    """The socket to the host: frame writing with per-request flow control.
+
+    A request's thread waits when WINDOW bytes of its response are
+    unacknowledged. In threaded mode a reader thread applies credit frames;
+    with one thread, the waiting thread reads the socket itself (pump),
+    applying credits and keeping requests for later.
+    """
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.credit_cv = threading.Condition(threading.Lock())
+        self.unacked = {}  # request id -> bytes sent but not yet credited
+        self.closed = False
+        self.pump = None  # set in inline mode: reads one batch, returns False at EOF
+        self.pending = []  # requests read by pump, to run next
+
+    def send(self, data):
+        with self.lock:
+            self.sock.sendall(data)
+
+    def credit(self, rid, n):
+        with self.credit_cv:
+            if rid in self.unacked:
+                self.unacked[rid] -= n
+                self.credit_cv.notify_all()
+
+    def begin(self, rid):
+        with self.credit_cv:
+            self.unacked[rid] = 0
+
+    def finish(self, rid):
+        with self.credit_cv:
+            self.unacked.pop(rid, None)
+
+    def wait_window(self, rid, n):
+        """Account n body bytes for rid, first waiting while its window is full."""
+        if self.pump is not None:
+            while self.unacked.get(rid, 0) >= WINDOW:
+                if not self.pump():
+                    raise ConnectionError("the host closed the connection")
+            self.unacked[rid] += n
+            return
+        with self.credit_cv:
+            while self.unacked.get(rid, 0) >= WINDOW and not self.closed:
+                self.credit_cv.wait()
+            if self.closed:
+                raise ConnectionError("the host closed the connection")
+            self.unacked[rid] += n
+
+    def close(self):
+        with self.credit_cv:
+            self.closed = True
+            self.credit_cv.notify_all()
+
+
+class Worker:
+    def __init__(self, app, conn, threads, workers):
+        self.app = app
+        self.conn = conn
+        self.base = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": Errors(),
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": workers > 1,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def handle(self, rid, payload, out):
+        """Run the app for one request.
+
+        Frames are appended to out; a response that streams (anything but a
+        list or tuple) is flushed as it goes and out is emptied first.
+        """
+        (elen,) = U32.unpack_from(payload, 0)
+        environ = marshal.loads(payload[4:4 + elen])
+        environ.update(self.base)
+        environ["wsgi.input"] = Input(payload[4 + elen:])
+        conn = self.conn
+        state = {"status": None, "headers": None, "sent": False}
+        streaming = [False]
+
+        def send_headers():
+            status, headers = state["status"], state["headers"]
+            parts = [status]
+            for name, value in headers:
+                parts.append("%s: %s" % (name, value))
+            parts.append("")
+            state["sent"] = True
+            out.append(frame(T_START, rid, "\r\n".join(parts).encode("latin-1")))
+
+        def flush():
+            if out:
+                conn.send(b"".join(out))
+                out.clear()
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info:
+                try:
+                    if state["sent"]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state["status"] is not None:
+                raise WSGIError("start_response called a second time without exc_info")
+            check_status(status)
+            check_headers(headers)
+            state["status"] = status
+            state["headers"] = list(headers)
+            return write
+
+        def write(data):
+            if state["status"] is None:
+                raise WSGIError("write() called before start_response")
+            if type(data) is not bytes:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise WSGIError("write() takes bytes, got %s" % type(data).__name__)
+                data = bytes(data)
+            if not state["sent"]:
+                send_headers()
+            if data:
+                conn.wait_window(rid, len(data))
+                out.append(frame(T_BODY, rid, data))
+            flush()
+            streaming[0] = True
+
+        conn.begin(rid)
+        result = None
+        try:
+            try:
+                result = self.app(environ, start_response)
+                if isinstance(result, (list, tuple)) and not streaming[0]:
+                    chunks = []
+                    for data in result:
+                        if type(data) is not bytes:
+                            data = body_bytes(data)
+                        chunks.append(data)
+                    if state["status"] is None:
+                        raise WSGIError("the app returned without calling start_response")
+                    if not state["sent"]:
+                        if may_add_length(environ, state["status"], state["headers"]):
+                            total = sum(map(len, chunks))
+                            state["headers"].append(("Content-Length", str(total)))
+                        send_headers()
+                    body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+                    if body:
+                        out.append(frame(T_BODY, rid, body))
+                else:
+                    flush()
+                    for data in result:
+                        if type(data) is not bytes:
+                            data = body_bytes(data)
+                        if not data:
+                            continue
+                        if state["status"] is None:
+                            raise WSGIError("the app yielded body before calling start_response")
+                        if not state["sent"]:
+                            send_headers()
+                        conn.wait_window(rid, len(data))
+                        out.append(frame(T_BODY, rid, data))
+                        flush()
+                    if state["status"] is None:
+                        raise WSGIError("the app returned without calling start_response")
+                    if not state["sent"]:
+                        send_headers()
+            finally:
+                if result is not None and hasattr(result, "close"):
+                    result.close()
+        except BaseException as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            out.append(frame(T_ABORT, rid, format_error(environ).encode("utf-8", "replace")))
+        else:
+            out.append(frame(T_END, rid))
+        finally:
+            conn.finish(rid)
+
+
+def body_bytes(data):
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise WSGIError("the app's iterable yielded %s, not bytes" % type(data).__name__)
+
+
+def may_add_length(environ, status, headers):
+    """Whether a fully known body may be given a Content-Length."""
+    if environ.get("REQUEST_METHOD") == "HEAD" or status[:1] == "1" or status[:3] in ("204", "304"):
+        return False
+    for name, _ in headers:
+        if name.lower() == "content-length":
+            return False
+    return True
+
+
+def check_status(status):
+    if type(status) is not str:
+        raise WSGIError("status must be a str, got %r" % (status,))
+    if not STATUS_RE.match(status):
+        raise WSGIError("malformed status %r (want e.g. '200 OK')" % (status,))
+
+
+def check_headers(headers):
+    if type(headers) is not list:
+        raise WSGIError("response headers must be a list, got %s" % type(headers).__name__)
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise WSGIError("response header %r is not a (name, value) tuple" % (item,))
+        name, value = item
+        if type(name) is not str or not TOKEN_RE.match(name):
+            raise WSGIError("malformed response header name %r" % (name,))
+        if type(value) is not str or not VALUE_RE.match(value):
+            raise WSGIError("malformed value for response header %s: %r" % (name, value))
+
+
+def format_error(environ):
+    line = "%s %s%s" % (environ.get("REQUEST_METHOD", "?"), environ.get("SCRIPT_NAME", ""),
+                        environ.get("PATH_INFO", ""))
+    return line + "\n" + traceback.format_exc()
+
+
+def load_app(module, attr):
+    obj = __import__(module, fromlist=["_"])
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError("%s:%s is %s, not a callable" % (module, attr, type(obj).__name__))
+    return obj
+
+
+class FrameReader:
+    """Reads whole frames from the socket, many per recv when they are small."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray(READ_SIZE)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+
+    def frames(self):
+        """Yield lists of (type, id, payload) for every complete frame received."""
+        sock, buf, view = self.sock, self.buf, self.view
+        while True:
+            if self.start == self.end:
+                self.start = self.end = 0
+            elif len(buf) - self.end < HDR_SIZE:
+                view[:self.end - self.start] = view[self.start:self.end]
+                self.end -= self.start
+                self.start = 0
+            n = sock.recv_into(view[self.end:])
+            if n == 0:
+                return
+            self.end += n
+            batch = []
+            while self.end - self.start >= HDR_SIZE:
+                kind, rid, size = HDR.unpack_from(buf, self.start)
+                have = self.end - self.start - HDR_SIZE
+                if have >= size:
+                    p = self.start + HDR_SIZE
+                    batch.append((kind, rid, bytes(view[p:p + size])))
+                    self.start = p + size
+                    continue
+                # An incomplete frame: read the rest of a large one directly.
+                if size > len(buf) - HDR_SIZE:
+                    payload = bytearray(size)
+                    pv = memoryview(payload)
+                    p = self.start + HDR_SIZE
+                    pv[:have] = view[p:self.end]
+                    got = have
+                    while got < size:
+                        m = sock.recv_into(pv[got:], min(size - got, 1 << 20))
+                        if m == 0:
+                            return
+                        got += m
+                    batch.append((kind, rid, payload))
+                    self.start = self.end = 0
+                break
+            if self.start < self.end and self.end == len(buf):
+                # Move a partial small frame to the front to make room.
+                view[:self.end - self.start] = view[self.start:self.end]
+                self.end -= self.start
+                self.start = 0
+            if batch:
+                yield batch
+
+
+def serve_inline(worker, conn, reader):
+    """One thread: run requests in arrival order, one send per batch."""
+    out = []
+    frames = reader.frames()
+    pending = conn.pending
+
+    def pump():
+        batch = next(frames, None)
+        if batch is None:
+            return False
+        for kind, rid, payload in batch:
+            if kind == T_CREDIT:
+                conn.credit(rid, U32.unpack_from(payload)[0])
+            else:
+                pending.append((kind, rid, payload))
+        return True
+
+    conn.pump = pump
+    while True:
+        if not pending and not pump():
+            break
+        while pending:
+            kind, rid, payload = pending.pop(0)
+            if kind == T_REQUEST:
+                worker.handle(rid, payload, out)
+        if out:
+            conn.send(b"".join(out))
+            out.clear()
+
+
+def serve_threaded(worker, conn, reader, threads):
+    """A reader thread hands requests to a pool of threads."""
+    import queue
+    q = queue.SimpleQueue()
+
+    def run():
+        out = []
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            worker.handle(item[0], item[1], out)
+            if out:
+                conn.send(b"".join(out))
+                out.clear()
+
+    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for batch in reader.frames():
+        for kind, rid, payload in batch:
+            if kind == T_REQUEST:
+                q.put((rid, payload))
+            elif kind == T_CREDIT:
+                conn.credit(rid, U32.unpack_from(payload)[0])
+    conn.close()
+    for _ in pool:
+        q.put(None)
+
+
+def main():
+    fd = int(os.environ.pop("GOWSGI_FD"))
+    module = os.environ.pop("GOWSGI_MODULE")
+    attr = os.environ.pop("GOWSGI_CALLABLE", "application")
+    threads = int(os.environ.pop("GOWSGI_THREADS", "1"))
+    workers = int(os.environ.pop("GOWSGI_WORKERS", "1"))
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    conn = Conn(sock)
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)
+    try:
+        app = load_app(module, attr)
+    except BaseException:
+        conn.send(frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace")))
+        sys.exit(1)
+    worker = Worker(app, conn, threads, workers)
+    conn.send(frame(T_READY, 0, str(os.getpid()).encode()))
+    reader = FrameReader(sock)
+    try:
+        if threads > 1:
+            serve_threaded(worker, conn, reader, threads)
+        else:
+            serve_inline(worker, conn, reader)
+    except (ConnectionError, BrokenPipeError):
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
