@@ -54,6 +54,9 @@ type App struct {
 	Threads int
 	// Env is extra environment for the workers.
 	Env map[string]string
+	// Reload replaces the app's workers (gracefully) when a .py file under
+	// Dir changes; for development.
+	Reload bool
 	// Pos is where the app's name is written under apps:.
 	Pos Pos
 }

@@ -152,6 +152,7 @@ apps:
     workers: 2
     threads: 8
     env: {GREETING: "hi", PORT: 8000, DEBUG: true, RATIO: 1.50, HEX: 0x10, EMPTY: "", NOTHING: ~, "lower.case": x}
+    reload: true
   blog:
     module: "blog.wsgi:make_app.wsgi"
     dir: ` + abs + `
@@ -182,20 +183,20 @@ shutdown_timeout: 1m30s
 						Python: "/usr/bin/python3.12", Workers: 2, Threads: 8,
 						Env: map[string]string{"GREETING": "hi", "PORT": "8000", "DEBUG": "true", "RATIO": "1.50",
 							"HEX": "0x10", "EMPTY": "", "NOTHING": "", "lower.case": "x"},
-						Pos: pos(9, 3)},
+						Reload: true, Pos: pos(9, 3)},
 					{Name: "blog", Module: "blog.wsgi", Callable: "make_app.wsgi", Dir: abs, Python: "python3",
-						Workers: 1024, Threads: 1, Env: map[string]string{}, Pos: pos(16, 3)},
+						Workers: 1024, Threads: 1, Env: map[string]string{}, Pos: pos(17, 3)},
 					{Name: "site", Module: "site.app", Callable: "application", Dir: filepath.Join(root, "site"),
-						Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{}, Pos: pos(20, 3)},
+						Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{}, Pos: pos(21, 3)},
 				},
 				Mounts: []Mount{
-					{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(24, 3)},
-					{Key: "/blog", Host: "", Prefix: "/blog", App: "blog", Pos: pos(25, 3)},
-					{Key: "/blog2/", Host: "", Prefix: "/blog2", App: "blog", Pos: pos(26, 3)},
-					{Key: "example.com/", Host: "example.com", Prefix: "/", App: "site", Pos: pos(27, 3)},
-					{Key: "Docs.Example.COM/guide/", Host: "docs.example.com", Prefix: "/guide", App: "site", Pos: pos(28, 3)},
-					{Key: "*.example.com/", Host: "*.example.com", Prefix: "/", App: "site", Pos: pos(29, 3)},
-					{Key: "/a.b/c-d/", Host: "", Prefix: "/a.b/c-d", App: "hello", Pos: pos(30, 3)},
+					{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(25, 3)},
+					{Key: "/blog", Host: "", Prefix: "/blog", App: "blog", Pos: pos(26, 3)},
+					{Key: "/blog2/", Host: "", Prefix: "/blog2", App: "blog", Pos: pos(27, 3)},
+					{Key: "example.com/", Host: "example.com", Prefix: "/", App: "site", Pos: pos(28, 3)},
+					{Key: "Docs.Example.COM/guide/", Host: "docs.example.com", Prefix: "/guide", App: "site", Pos: pos(29, 3)},
+					{Key: "*.example.com/", Host: "*.example.com", Prefix: "/", App: "site", Pos: pos(30, 3)},
+					{Key: "/a.b/c-d/", Host: "", Prefix: "/a.b/c-d", App: "hello", Pos: pos(31, 3)},
 				},
 				ShutdownTimeout: 90 * time.Second,
 			},

@@ -36,7 +36,7 @@ const (
 var (
 	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout"}
 	listenerKeys = []string{"addr"}
-	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env"}
+	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env", "reload"}
 )
 
 var appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -606,6 +606,8 @@ func (l *loader) app(where string, e entry) *App {
 			a.Threads = l.count(w, f.val, a.Threads)
 		case "env":
 			l.env(w, f.val, a.Env)
+		case "reload":
+			a.Reload = l.boolean(w, f.val)
 		default:
 			l.unknownKey(where, f.key, f.name, appKeys)
 		}
@@ -617,6 +619,19 @@ func (l *loader) app(where string, e entry) *App {
 		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)
 	}
 	return a
+}
+
+// boolean reads a YAML bool (true/false).
+func (l *loader) boolean(where string, n *yaml.Node) bool {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!bool" {
+		var b bool
+		if err := v.Decode(&b); err == nil {
+			return b
+		}
+	}
+	l.errorf(n, "%s: must be true or false, got %s", where, describe(v))
+	return false
 }
 
 // checkDir reports at n if dir does not exist or is not a directory.

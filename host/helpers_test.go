@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -177,4 +178,50 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// watch makes the host follow its config file, as gowsgi does.
+func (th *testHost) watch() {
+	stop, err := th.WatchConfig(th.path)
+	if err != nil {
+		th.t.Fatalf("WatchConfig: %v", err)
+	}
+	th.t.Cleanup(stop)
+}
+
+// writeConfig replaces the config file: in place, or (rename) by writing a
+// new file beside it and renaming it over the old one, as editors do.
+func (th *testHost) writeConfig(yaml string, rename bool) {
+	th.t.Helper()
+	data := []byte(expand(th.t, yaml))
+	if !rename {
+		if err := os.WriteFile(th.path, data, 0o644); err != nil {
+			th.t.Fatal(err)
+		}
+		return
+	}
+	tmp := th.path + ".swp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		th.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, th.path); err != nil {
+		th.t.Fatal(err)
+	}
+}
+
+// waitGeneration waits until the host serves a generation after gen.
+func (th *testHost) waitGeneration(gen int64) int64 {
+	th.t.Helper()
+	waitFor(th.t, func() bool { return th.Generation() > gen }, fmt.Sprintf("a generation after %d", gen))
+	return th.Generation()
+}
+
+// tcpAddr is the host's TCP listener address now.
+func (th *testHost) tcpAddr() string {
+	for _, a := range th.Addrs() {
+		if a.Network() == "tcp" {
+			return a.String()
+		}
+	}
+	return ""
 }

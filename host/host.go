@@ -33,7 +33,8 @@ type Host struct {
 
 	gen atomic.Pointer[generation]
 
-	mu        sync.Mutex // serializes Apply and Shutdown
+	mu        sync.Mutex     // serializes Apply and Shutdown
+	cfg       *config.Config // the applied config
 	apps      map[string]*appRuntime
 	listeners map[string]*listener
 	genID     int64
@@ -53,6 +54,7 @@ type appRuntime struct {
 	def        config.App // Pos cleared: compared to detect changes
 	pool       *pool      // nil if the app failed to load
 	failReason string
+	stopWatch  func() // ends the reload: true watcher, if any
 }
 
 // New returns a host that serves nothing until Apply is called.
@@ -72,6 +74,16 @@ func (h *Host) Addrs() map[string]net.Addr {
 		addrs[k] = l.ln.Addr()
 	}
 	return addrs
+}
+
+// ShutdownTimeout is the applied config's shutdown_timeout.
+func (h *Host) ShutdownTimeout() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cfg == nil {
+		return config.DefaultShutdownTimeout
+	}
+	return h.cfg.ShutdownTimeout
 }
 
 // Generation returns the number of the config generation being served.
@@ -97,6 +109,12 @@ func (h *Host) Pids(app string) []int {
 func (h *Host) Apply(cfg *config.Config) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.apply(cfg, "")
+}
+
+// apply is Apply with h.mu held; the app named force is replaced even if
+// its definition did not change.
+func (h *Host) apply(cfg *config.Config, force string) error {
 	if h.closed {
 		return errors.New("host is shut down")
 	}
@@ -112,8 +130,10 @@ func (h *Host) Apply(cfg *config.Config) error {
 		def := *a
 		def.Pos = config.Pos{}
 		old := h.apps[a.Name]
-		if old != nil && old.pool != nil && reflect.DeepEqual(old.def, def) {
+		if old != nil && old.pool != nil && reflect.DeepEqual(old.def, def) && a.Name != force {
+			mu.Lock()
 			next[a.Name] = old
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
@@ -168,10 +188,23 @@ func (h *Host) Apply(cfg *config.Config) error {
 		go l.serve()
 	}
 
+	// Watch the sources of new apps with reload: true.
+	for _, rt := range next {
+		if rt.def.Reload && rt.stopWatch == nil {
+			h.watchApp(rt)
+		}
+	}
+
 	// Retire what the new generation no longer uses.
 	var stopped, replaced []string
 	for name, old := range h.apps {
-		if next[name] == old || old.pool == nil {
+		if next[name] == old {
+			continue
+		}
+		if old.stopWatch != nil {
+			old.stopWatch()
+		}
+		if old.pool == nil {
 			continue
 		}
 		if _, ok := next[name]; ok {
@@ -208,15 +241,46 @@ func (h *Host) Apply(cfg *config.Config) error {
 	for _, l := range opened {
 		openedNames = append(openedNames, l.ln.Addr().String())
 	}
+	added, removed := mountChanges(h.cfg, cfg)
 	h.apps = next
 	h.listeners = nextLn
+	h.cfg = cfg
 	slices.Sort(startedNames)
 	slices.Sort(failed)
 	slices.Sort(stopped)
 	log.Info().Strs("apps_started", startedNames).Strs("apps_failed", failed).Strs("apps_replaced", replaced).
 		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_closed", closedLn).
+		Strs("mounts_added", added).Strs("mounts_removed", removed).
 		Int("mounts", len(mounts)).Dur("took", time.Since(began)).Msg("config applied")
 	return nil
+}
+
+// mountChanges lists the mounts ("key -> app") in next but not in prev, and
+// the other way round.
+func mountChanges(prev, next *config.Config) (added, removed []string) {
+	set := func(c *config.Config) map[string]bool {
+		m := map[string]bool{}
+		if c != nil {
+			for _, mt := range c.Mounts {
+				m[mt.Key+" -> "+mt.App] = true
+			}
+		}
+		return m
+	}
+	p, n := set(prev), set(next)
+	for k := range n {
+		if !p[k] {
+			added = append(added, k)
+		}
+	}
+	for k := range p {
+		if !n[k] {
+			removed = append(removed, k)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	return added, removed
 }
 
 // startApp starts an app's pool; on failure the runtime carries the reason.
@@ -255,6 +319,11 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	h.apps = map[string]*appRuntime{}
 	h.mu.Unlock()
 
+	for _, rt := range apps {
+		if rt.stopWatch != nil {
+			rt.stopWatch()
+		}
+	}
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		wg.Add(1)

@@ -62,7 +62,9 @@ func (e *LoadError) Reason() string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-func (e *LoadError) Error() string { return fmt.Sprintf("app %q failed to load: %s", e.App, e.Reason()) }
+func (e *LoadError) Error() string {
+	return fmt.Sprintf("app %q failed to load: %s", e.App, e.Reason())
+}
 
 // ErrDied is returned for requests whose worker process went away.
 var ErrDied = errors.New("worker process died")

@@ -65,41 +65,30 @@ func run(args []string) int {
 		log.Info().Str("listener", key).Str("addr", addr.String()).Msg("listening")
 	}
 
+	stopWatch, err := h.WatchConfig(*cfgPath)
+	if err != nil {
+		log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
+		stopWatch = func() {}
+	}
+
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(h, *cfgPath, log)
+			log.Info().Msg("SIGHUP: reloading the config")
+			h.ReloadFile(*cfgPath)
 			continue
 		}
-		log.Info().Str("signal", sig.String()).Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down")
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		stopWatch()
+		timeout := h.ShutdownTimeout()
+		log.Info().Str("signal", sig.String()).Dur("timeout", timeout).Msg("shutting down")
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		h.Shutdown(ctx)
 		cancel()
 		log.Info().Msg("stopped")
 		return 0
 	}
 	return 0
-}
-
-// reload reads the config again and applies it; a bad one changes nothing.
-func reload(h *host.Host, path string, log zerolog.Logger) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		var errs config.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				log.Error().Msg(e.Error())
-			}
-		} else {
-			log.Error().Err(err).Msg("reload")
-		}
-		log.Error().Msg("reload refused: the config has errors; still serving the previous one")
-		return
-	}
-	if err := h.Apply(cfg); err != nil {
-		log.Error().Err(err).Msg("reload refused; still serving the previous config")
-	}
 }
 
 func newLogger(level, format string) (zerolog.Logger, error) {
