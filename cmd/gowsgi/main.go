@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	gowsgi [-c gowsgi.yaml] [-log-level info]
+//	gowsgi [-c gowsgi.yaml] [-log-level info] [-log-format console|json] [-watch=true]
 //
 // Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 1 if the config
 // is invalid or a listener cannot be opened, 2 for bad flags.
@@ -33,6 +33,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("gowsgi", flag.ContinueOnError)
 	cfgPath := fs.String("c", "gowsgi.yaml", "config file")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	watch := fs.Bool("watch", true, "reload when the config file changes (SIGHUP always reloads)")
 	format := fs.String("log-format", "", "log format: console or json (default: console on a terminal, else json)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gowsgi [flags]\n\nServes the Python WSGI apps of a gowsgi.yaml on its listeners.\nSIGINT/SIGTERM: drain and exit 0. SIGHUP: reload the config.\nExit codes: 0 clean shutdown, 1 bad config or listener, 2 bad flags.\n\nFlags:\n")
@@ -55,6 +56,10 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// Catch signals before anything is served, so that an early SIGHUP
+	// reloads instead of killing the host.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	h := host.New(log)
 	if err := h.Apply(cfg); err != nil {
 		log.Error().Err(err).Msg("cannot start")
@@ -65,14 +70,14 @@ func run(args []string) int {
 		log.Info().Str("listener", key).Str("addr", addr.String()).Msg("listening")
 	}
 
-	stopWatch, err := h.WatchConfig(*cfgPath)
-	if err != nil {
-		log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
-		stopWatch = func() {}
+	stopWatch := func() {}
+	if *watch {
+		if stopWatch, err = h.WatchConfig(*cfgPath); err != nil {
+			log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
+			stopWatch = func() {}
+		}
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info().Msg("SIGHUP: reloading the config")

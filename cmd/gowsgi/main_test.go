@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gowsgi-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "gowsgi")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build gowsgi: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testPython() string {
+	if p := os.Getenv("GOWSGI_TEST_PYTHON"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	return "python3"
+}
+
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	apps, _ := filepath.Abs("../../host/testdata/apps")
+	yaml = strings.NewReplacer("{{apps}}", apps, "{{python}}", testPython()).Replace(yaml)
+	path := filepath.Join(dir, "gowsgi.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// server is a running gowsgi binary.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	mu   sync.Mutex
+	logs []string
+	done chan struct{}
+}
+
+// start runs gowsgi on a config and waits for its listening line.
+func start(t *testing.T, cfgPath string, flags ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"-c", cfgPath, "-log-format", "json"}, flags...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		defer close(s.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs = append(s.logs, line)
+			s.mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "listening" {
+				select {
+				case addr <- m["addr"].(string):
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-s.done
+		cmd.Wait()
+		if t.Failed() || os.Getenv("GOWSGI_TEST_LOG") != "" {
+			t.Logf("gowsgi log:\n%s", s.log())
+		}
+	})
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case <-s.done:
+		t.Fatalf("gowsgi exited before listening:\n%s", s.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gowsgi did not start listening:\n%s", s.log())
+	}
+	return s
+}
+
+// workerPids reads the pids of the workers from the "app started" lines.
+func (s *server) workerPids(t *testing.T) []int {
+	var pids []int
+	for _, line := range strings.Split(s.log(), "\n") {
+		var m struct {
+			Message string
+			Pids    []int
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.Message == "app started" {
+			pids = append(pids, m.Pids...)
+		}
+	}
+	return pids
+}
+
+func (s *server) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.logs, "\n")
+}
+
+func (s *server) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(s.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (s *server) wait(t *testing.T) int {
+	t.Helper()
+	<-s.done
+	err := s.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+func alive(pid int) bool {
+	// A zombie still answers kill(0); look at its state too.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func waitGone(t *testing.T, pids ...int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("worker %d still running", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+const serveConfig = `
+listeners: ["127.0.0.1:0"]
+apps:
+  basic: {module: basic, dir: {{apps}}, python: {{python}}, workers: 2}
+mounts:
+  "/": basic
+shutdown_timeout: 20s
+`
+
+func TestBadConfigExits1WithEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `
+listeners: ["127.0.0.1:99999"]
+apps:
+  basic: {module: basic, workers: 0}
+  other: {python: python3}
+mounts:
+  "/": basci
+  "/x": basic
+  "/x/": basic
+unknown: 1
+`)
+	cmd := exec.Command(binary, "-c", path)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want exit status 1; output:\n%s", err, out)
+	}
+	want := []string{
+		path + `:2:13: listeners[0]: invalid address "127.0.0.1:99999"`,
+		path + `:4:35: apps.basic.workers: must be an integer from 1 to 1024`,
+		path + `:5:3: apps.other: missing required key "module"`,
+		path + `:7:8: mounts."/": unknown app "basci" (did you mean "basic"?)`,
+		path + `:9:3: mounts."/x/": duplicate mount, first at ` + path + `:8:3`,
+		path + `:10:1: unknown key "unknown"`,
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("got %d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, w := range want {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: want prefix %q\n%s", i+1, w, out)
+		}
+	}
+}
+
+func TestListenerInUseExits1(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, serveConfig))
+	addr := strings.TrimPrefix(s.url, "http://")
+	dir2 := t.TempDir()
+	path := writeConfig(t, dir2, strings.Replace(serveConfig, "127.0.0.1:0", addr, 1))
+	out, err := exec.Command(binary, "-c", path).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("second gowsgi on a used port: %v\n%s", err, out)
+	}
+}
+
+func TestSIGTERMFinishesInFlightAndExits0(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, serveConfig))
+	pids := s.workerPids(t)
+	if len(pids) != 2 {
+		t.Fatalf("worker pids %v, want 2", pids)
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	meet := t.TempDir()
+	go func() {
+		resp, err := http.Get(s.url + "/rendezvous?dir=" + meet + "&me=a&peer=b")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{resp.StatusCode, string(b), err}
+	}()
+	// The app marks the request present (file a) and waits for file b.
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(meet, "a")); return err == nil }, "the request to reach the app")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, func() bool { return strings.Contains(s.log(), "shutting down") }, "the shutdown to begin")
+	if resp, err := http.Get(s.url + "/pid"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a new connection was accepted during shutdown: %d", resp.StatusCode)
+	}
+	os.WriteFile(filepath.Join(meet, "b"), nil, 0o644)
+	r := <-res
+	if r.err != nil || r.code != 200 || !strings.HasPrefix(r.body, "met ") {
+		t.Errorf("in-flight request across SIGTERM: %d %q %v", r.code, r.body, r.err)
+	}
+	if code := s.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	waitGone(t, pids...)
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, serveConfig)
+	s := start(t, path, "-watch=false")
+	writeConfig(t, dir, strings.Replace(serveConfig, `"/": basic`, `"/only": basic`, 1))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool {
+		code, _ := s.get(t, "/")
+		return code == 404
+	}, "the reload")
+	if code, body := s.get(t, "/only/"); code != 200 || body != "basic ok" {
+		t.Errorf("after SIGHUP: %d %q", code, body)
+	}
+}
+
+func TestWorkersDieWithKilledHost(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, serveConfig))
+	_, body := s.get(t, "/pid")
+	pid, _ := strconv.Atoi(body)
+	s.cmd.Process.Kill()
+	s.wait(t)
+	waitGone(t, pid)
+}
+
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(binary, "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"-c", "-log-level", "-log-format", "-watch", "Exit codes"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("-h does not document %s:\n%s", want, out)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
