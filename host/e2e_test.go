@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gowsgi/gowsgi/config"
 )
 
 const basicConfig = `
@@ -418,5 +423,43 @@ mounts:
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("host mount: %d", resp.StatusCode)
+	}
+}
+
+// TestDemoConfig serves the repo's gowsgi.yaml (on an ephemeral port): the
+// stdlib apps answer; each framework app answers or, where its package is
+// missing for the interpreter, says so with a 503.
+func TestDemoConfig(t *testing.T) {
+	cfg, err := config.Load("../gowsgi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.Listeners = cfg.Listeners[:1]
+	logs := &syncBuffer{}
+	h := New(zerolog.New(logs))
+	if err := h.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Shutdown(context.Background())
+	var url string
+	for _, a := range h.Addrs() {
+		url = "http://" + a.String()
+	}
+	th := &testHost{Host: h, t: t, URL: url, Logs: logs}
+	if code, body := th.get("/"); code != 200 || body != "Hello from gowsgi!\n" {
+		t.Errorf("GET / = %d %q", code, body)
+	}
+	if code, body := th.get("/echo/x?y=1"); code != 200 || !strings.Contains(body, `"PATH_INFO": "/x"`) {
+		t.Errorf("GET /echo/x = %d %q", code, body)
+	}
+	for _, fw := range []string{"flask", "django", "bottle", "falcon", "pyramid"} {
+		code, body := th.get("/" + fw + "/")
+		switch {
+		case code == 200 && strings.Contains(body, "url=/"+fw+"/"):
+		case code == 503 && strings.Contains(body, "No module named"):
+		default:
+			t.Errorf("GET /%s/ = %d %q", fw, code, body)
+		}
 	}
 }
