@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,9 +19,60 @@ type Config struct {
 	Apps []*App
 	// Mounts map path prefixes (optionally with a host part) to apps, in file order.
 	Mounts []Mount
+	// Limits bound what one client may send.
+	Limits Limits
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGINT/SIGTERM before workers are stopped. Default 30s.
 	ShutdownTimeout time.Duration
+}
+
+// Limits bound what one client may send.
+type Limits struct {
+	// MaxBody is the largest request body; larger ones get 413 before any
+	// worker is used. Default 16MiB.
+	MaxBody int64
+	// MaxHeaderBytes bounds the request line and headers; larger get 431.
+	// Default 64KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
+	IdleTimeout time.Duration
+}
+
+// Defaults of the per-app and limits settings.
+const (
+	DefaultTimeout      = 30 * time.Second
+	DefaultQueue        = 1024
+	DefaultQueueTimeout = 30 * time.Second
+	DefaultStartTimeout = 60 * time.Second
+)
+
+// DefaultLimits are the limits of a config that sets none.
+var DefaultLimits = Limits{
+	MaxBody:           16 << 20,
+	MaxHeaderBytes:    64 << 10,
+	ReadHeaderTimeout: 10 * time.Second,
+	IdleTimeout:       60 * time.Second,
+}
+
+// ParseSize parses a byte count: an integer, optionally followed by B, KB,
+// MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGiBkmgb ")
+	unit := strings.TrimSpace(s[len(num):])
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q: want a number of bytes like 1048576 or \"16MiB\"", s)
+	}
+	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use B, KB, MB, GB, KiB, MiB or GiB)", s, unit)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
+	return n * mult, nil
 }
 
 // Listener is one address to accept connections on.
@@ -57,6 +109,23 @@ type App struct {
 	// Reload replaces the app's workers (gracefully) when a .py file under
 	// Dir changes; for development.
 	Reload bool
+	// Timeout bounds one request: past it the client gets 504 and the
+	// worker is killed and replaced. Default 30s.
+	Timeout time.Duration
+	// MaxRequests recycles a worker gracefully after this many requests,
+	// plus a random 0..MaxRequestsJitter; 0 means never.
+	MaxRequests, MaxRequestsJitter int
+	// MaxRSS recycles a worker whose resident memory passes this many bytes,
+	// after its request; 0 means no limit.
+	MaxRSS int64
+	// Queue is how many requests may wait for a free worker; beyond it
+	// they get 503 with Retry-After. Default 1024.
+	Queue int
+	// QueueTimeout is how long a request may wait for a worker before it
+	// gets 503. Default 30s.
+	QueueTimeout time.Duration
+	// StartTimeout bounds a worker's import of the app. Default 60s.
+	StartTimeout time.Duration
 	// Pos is where the app's name is written under apps:.
 	Pos Pos
 }

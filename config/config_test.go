@@ -271,6 +271,35 @@ mounts:
 			},
 		},
 	}
+	sup := defaultApp("hello", 4, 3)
+	sup.Timeout, sup.MaxRequests, sup.MaxRequestsJitter, sup.MaxRSS = 5*time.Second, 1000, 50, 512<<20
+	sup.Queue, sup.QueueTimeout, sup.StartTimeout = 5, 2*time.Second, 90*time.Second
+	tests = append(tests, struct {
+		name string
+		yaml string
+		want *Config
+	}{
+		name: "supervision and limits",
+		yaml: `
+listeners: ["127.0.0.1:8000"]
+apps:
+  hello: {module: hello, timeout: 5s, max_requests: 1000, max_requests_jitter: 50, max_rss: 512MiB, queue: 5, queue_timeout: 2s, start_timeout: 1m30s}
+mounts:
+  /: hello
+limits:
+  max_body: 1GB
+  max_header_bytes: 8192
+  read_header_timeout: 3s
+  idle_timeout: 2m
+`,
+		want: &Config{
+			Listeners:       []Listener{tcp("127.0.0.1:8000", 2, 13)},
+			Apps:            []*App{sup},
+			Mounts:          []Mount{{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
+			ShutdownTimeout: 30 * time.Second,
+			Limits:          Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute},
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
@@ -281,6 +310,7 @@ mounts:
 				t.Fatalf("Load: %v", err)
 			}
 			tt.want.Path = path
+			withDefaults(tt.want)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("config differs\ngot:  %s\nwant: %s", dump(got), dump(tt.want))
 			}
@@ -288,10 +318,32 @@ mounts:
 	}
 }
 
+// withDefaults fills the settings a want config leaves zero with their
+// defaults, so that test cases spell out only what they set.
+func withDefaults(c *Config) {
+	if c.Limits == (Limits{}) {
+		c.Limits = DefaultLimits
+	}
+	for _, a := range c.Apps {
+		if a.Timeout == 0 {
+			a.Timeout = DefaultTimeout
+		}
+		if a.Queue == 0 {
+			a.Queue = DefaultQueue
+		}
+		if a.QueueTimeout == 0 {
+			a.QueueTimeout = DefaultQueueTimeout
+		}
+		if a.StartTimeout == 0 {
+			a.StartTimeout = DefaultStartTimeout
+		}
+	}
+}
+
 // dump formats a config readably for failure messages.
 func dump(c *Config) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "path=%s shutdown=%v", c.Path, c.ShutdownTimeout)
+	fmt.Fprintf(&b, "path=%s shutdown=%v limits=%+v", c.Path, c.ShutdownTimeout, c.Limits)
 	for _, l := range c.Listeners {
 		fmt.Fprintf(&b, "\n  listener %+v", l)
 	}

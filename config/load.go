@@ -34,9 +34,11 @@ const (
 
 // Keys accepted at each level of the file.
 var (
-	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout"}
+	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits"}
+	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	listenerKeys = []string{"addr"}
-	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env", "reload"}
+	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env", "reload",
+		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
 )
 
 var appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -339,7 +341,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.errorf(root, "top level must be a mapping with listeners, apps and mounts, got %s", describe(rd))
 		return nil
 	}
-	var listeners, apps, mounts, timeout *entry
+	var listeners, apps, mounts, timeout, limits *entry
 	for _, e := range l.entries("", rd) {
 		switch e.name {
 		case "listeners":
@@ -350,11 +352,16 @@ func (l *loader) config(root *yaml.Node) *Config {
 			mounts = &e
 		case "shutdown_timeout":
 			timeout = &e
+		case "limits":
+			limits = &e
 		default:
 			l.unknownKey("", e.key, e.name, topKeys)
 		}
 	}
-	cfg := &Config{Path: l.file, ShutdownTimeout: DefaultShutdownTimeout}
+	cfg := &Config{Path: l.file, ShutdownTimeout: DefaultShutdownTimeout, Limits: DefaultLimits}
+	if limits != nil {
+		l.limits(limits.val, &cfg.Limits)
+	}
 	if n := l.section(root, listeners, "listeners", yaml.SequenceNode, "listener", "a list of addresses"); n != nil {
 		cfg.Listeners = l.listeners(n)
 	}
@@ -552,7 +559,12 @@ func (l *loader) app(where string, e entry) *App {
 		Workers:  1,
 		Threads:  1,
 		Env:      map[string]string{},
-		Pos:      l.pos(e.key),
+
+		Timeout:      DefaultTimeout,
+		Queue:        DefaultQueue,
+		QueueTimeout: DefaultQueueTimeout,
+		StartTimeout: DefaultStartTimeout,
+		Pos:          l.pos(e.key),
 	}
 	v := deref(e.val)
 	if v.Kind != yaml.MappingNode {
@@ -608,6 +620,20 @@ func (l *loader) app(where string, e entry) *App {
 			l.env(w, f.val, a.Env)
 		case "reload":
 			a.Reload = l.boolean(w, f.val)
+		case "timeout":
+			a.Timeout = l.duration(w, f.val, a.Timeout)
+		case "queue_timeout":
+			a.QueueTimeout = l.duration(w, f.val, a.QueueTimeout)
+		case "start_timeout":
+			a.StartTimeout = l.duration(w, f.val, a.StartTimeout)
+		case "max_requests":
+			a.MaxRequests = l.intRange(w, f.val, 0, 0, 1<<40)
+		case "max_requests_jitter":
+			a.MaxRequestsJitter = l.intRange(w, f.val, 0, 0, 1<<40)
+		case "queue":
+			a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
+		case "max_rss":
+			a.MaxRSS = l.size(w, f.val, 0, true)
 		default:
 			l.unknownKey(where, f.key, f.name, appKeys)
 		}
@@ -619,6 +645,67 @@ func (l *loader) app(where string, e entry) *App {
 		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)
 	}
 	return a
+}
+
+// limits walks the top-level limits mapping into lim.
+func (l *loader) limits(n *yaml.Node, lim *Limits) {
+	v := deref(n)
+	if v.Kind != yaml.MappingNode {
+		l.errorf(n, "limits: must be a mapping, got %s", describe(v))
+		return
+	}
+	for _, f := range l.entries("limits", v) {
+		w := join("limits", f.name)
+		switch f.name {
+		case "max_body":
+			lim.MaxBody = l.size(w, f.val, lim.MaxBody, false)
+		case "max_header_bytes":
+			lim.MaxHeaderBytes = int(l.size(w, f.val, int64(lim.MaxHeaderBytes), false))
+			if lim.MaxHeaderBytes > 1<<30 {
+				l.errorf(f.val, "%s: must be at most 1GiB", w)
+			}
+		case "read_header_timeout":
+			lim.ReadHeaderTimeout = l.duration(w, f.val, lim.ReadHeaderTimeout)
+		case "idle_timeout":
+			lim.IdleTimeout = l.duration(w, f.val, lim.IdleTimeout)
+		default:
+			l.unknownKey("limits", f.key, f.name, limitKeys)
+		}
+	}
+}
+
+// intRange returns the integer in n, which must be from lo to hi; def
+// after reporting otherwise.
+func (l *loader) intRange(where string, n *yaml.Node, def, lo, hi int) int {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		var i int64
+		if err := v.Decode(&i); err == nil && i >= int64(lo) && i <= int64(hi) {
+			return int(i)
+		}
+	}
+	l.errorf(n, "%s: must be an integer from %d to %d, got %s", where, lo, hi, describe(v))
+	return def
+}
+
+// size returns a byte count written as an integer or with a unit (KiB,
+// MiB, GiB, KB, MB, GB, B); zeroOK allows 0 (meaning "no limit").
+func (l *loader) size(where string, n *yaml.Node, def int64, zeroOK bool) int64 {
+	v := deref(n)
+	if v.Kind != yaml.ScalarNode || isNull(v) {
+		l.errorf(n, "%s: must be a size like \"16MiB\", got %s", where, describe(v))
+		return def
+	}
+	b, err := ParseSize(v.Value)
+	switch {
+	case err != nil:
+		l.errorf(n, "%s: %v", where, err)
+		return def
+	case b == 0 && !zeroOK:
+		l.errorf(n, "%s: must be greater than 0", where)
+		return def
+	}
+	return b
 }
 
 // boolean reads a YAML bool (true/false).

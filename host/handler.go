@@ -2,17 +2,20 @@ package host
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gowsgi/gowsgi/config"
 	"github.com/gowsgi/gowsgi/worker"
 )
 
@@ -23,15 +26,40 @@ var envPool = sync.Pool{New: func() any { return new(worker.Environ) }}
 
 // ServeHTTP routes a request to its app's worker pool and relays the response.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path, err := requestPath(r)
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "405 Method Not Allowed: CONNECT is not served", http.StatusMethodNotAllowed)
+		return
+	}
+	tgt, err := parseTarget(r)
 	if err != nil {
+		w.Header().Set("Connection", "close")
 		http.Error(w, "400 Bad Request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if !r.ProtoAtLeast(1, 1) && r.Header["Content-Length"] == nil &&
+		(r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+		// HTTP/1.0 POST and PUT need a Content-Length (RFC 1945 section
+		// 7.2.2). net/http ignores Transfer-Encoding on HTTP/1.0: without
+		// this, the app would get an empty body, and with keep-alive the
+		// chunked body would be read as the next request.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "411 Length Required", http.StatusLengthRequired)
+		return
+	}
+	if len(r.TransferEncoding) > 0 {
+		// Content-Length may have come with it (net/http drops it): RFC
+		// 9112 section 6.1 says to close the connection after the response.
+		w.Header().Set("Connection", "close")
+	}
+	path := tgt.path
 	var app *appRuntime
 	var scriptName, pathInfo string
+	var lim config.Limits
 	for {
-		m, ok := h.gen.Load().routes.Lookup(r.Host, path)
+		gen := h.gen.Load()
+		lim = gen.limits
+		m, ok := gen.routes.Lookup(r.Host, path)
 		if !ok {
 			http.Error(w, "404 Not Found: no app is mounted here", http.StatusNotFound)
 			return
@@ -47,60 +75,151 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer app.pool.leave()
-	h.serveApp(w, r, app, scriptName, pathInfo)
+	h.serveApp(w, r, app, tgt.query, scriptName, pathInfo, lim)
 }
 
-func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime, scriptName, pathInfo string) {
-	body, err := io.ReadAll(r.Body)
+// spoolThreshold is the request body size past which the host keeps the
+// body in a temporary file instead of memory.
+const spoolThreshold = 1 << 20
+
+func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime, query, scriptName, pathInfo string, lim config.Limits) {
+	if r.ContentLength > lim.MaxBody {
+		h.log.Debug().Str("app", app.name).Int64("content_length", r.ContentLength).Msg("request body too large")
+		w.Header().Set("Connection", "close")
+		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := readBody(w, r, lim.MaxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
+			h.log.Debug().Str("app", app.name).Msg("request body too large")
 			http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 			return
 		}
 		h.log.Debug().Err(err).Str("app", app.name).Msg("reading request body")
+		w.Header().Set("Connection", "close")
 		http.Error(w, "400 Bad Request: could not read the body", http.StatusBadRequest)
 		return
 	}
+	defer body.Close()
 	env := envPool.Get().(*worker.Environ)
 	defer envPool.Put(env)
 	env.Reset()
-	buildEnviron(env, r, scriptName, pathInfo, len(body))
+	buildEnviron(env, r, query, scriptName, pathInfo, body.n)
+	envBytes := env.Bytes()
 
-	pr, err := app.pool.acquire(r.Context().Done())
-	if err != nil {
-		if r.Context().Err() == nil {
-			http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
-		}
-		return
-	}
 	start := time.Now()
-	call, err := pr.p.Send(env.Bytes(), body, func() { app.pool.release(pr) })
-	if err != nil {
-		app.pool.release(pr)
-		http.Error(w, "502 Bad Gateway: the worker is gone", http.StatusBadGateway)
-		return
+	for {
+		pr, err := app.pool.acquire(r.Context().Done())
+		if err != nil {
+			h.unavailable(w, r, app, err)
+			return
+		}
+		call, err := pr.p.Send(envBytes, body.mem, body.file, body.n, func() { app.pool.release(pr) })
+		if err != nil {
+			app.pool.release(pr)
+			if errors.Is(err, worker.ErrNotStarted) {
+				continue
+			}
+			h.log.Error().Err(err).Str("app", app.name).Msg("sending the request to the worker")
+			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), app.def.Timeout)
+		retry := h.relay(w, r, ctx, app, call, pr.p, start)
+		cancel()
+		call.Abandon()
+		if !retry {
+			return
+		}
 	}
-	defer call.Abandon()
-	relay(h, w, r, app, call, pr.p.Pid, start)
 }
 
-// relay copies the worker's response frames to the client.
-func relay(h *Host, w http.ResponseWriter, r *http.Request, app *appRuntime, call *worker.Call, pid int, start time.Time) {
+// unavailable answers a request that got no worker.
+func (h *Host) unavailable(w http.ResponseWriter, r *http.Request, app *appRuntime, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	h.log.Warn().Err(err).Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Msg("no worker for the request")
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
+}
+
+// requestBody is a request body read in full, in memory or spooled to an
+// unlinked temporary file.
+type requestBody struct {
+	mem  []byte
+	file *os.File
+	n    int64
+}
+
+func (b *requestBody) Close() {
+	if b.file != nil {
+		b.file.Close()
+	}
+}
+
+// readBody reads the whole body, at most max bytes, spooling it to a temp
+// file past spoolThreshold so that a large upload does not sit in memory.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) (*requestBody, error) {
+	rd := http.MaxBytesReader(w, r.Body, max)
+	if r.ContentLength == 0 {
+		return &requestBody{}, nil
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, spoolThreshold)) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(rd, spoolThreshold+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() <= spoolThreshold {
+		return &requestBody{mem: buf.Bytes(), n: int64(buf.Len())}, nil
+	}
+	f, err := os.CreateTemp("", "gowsgi-body-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool request body: %w", err)
+	}
+	os.Remove(f.Name()) // gone from the folder at once; freed when closed
+	n, err := io.Copy(f, io.MultiReader(&buf, rd))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &requestBody{file: f, n: n}, nil
+}
+
+// relay copies the worker's response frames to the client. It reports
+// whether the request never started and should be sent to another worker.
+func (h *Host) relay(w http.ResponseWriter, r *http.Request, ctx context.Context, app *appRuntime, call *worker.Call, p *worker.Process, start time.Time) (retry bool) {
 	started := false
 	head := r.Method == http.MethodHead
 	flusher, _ := w.(http.Flusher)
 	for {
-		f, err := call.Next(r.Context().Done())
+		f, err := call.Next(ctx.Done())
 		if err != nil {
-			if r.Context().Err() != nil {
-				return // the client went away
+			switch {
+			case errors.Is(err, worker.ErrNotStarted):
+				return true
+			case r.Context().Err() != nil:
+				return false // the client went away
+			case ctx.Err() != nil:
+				h.log.Error().Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Int("pid", p.Pid).
+					Dur("duration", time.Since(start)).Dur("timeout", app.def.Timeout).
+					Msg("request timed out; killing the worker")
+				p.Kill()
+				if !started {
+					http.Error(w, "504 Gateway Timeout: the app did not answer in time", http.StatusGatewayTimeout)
+					return false
+				}
+				panic(http.ErrAbortHandler)
 			}
-			h.log.Error().Str("app", app.name).Int("pid", pid).Str("request", r.Method+" "+r.RequestURI).
+			h.log.Error().Str("app", app.name).Int("pid", p.Pid).Str("request", r.Method+" "+r.RequestURI).
 				Msg("worker died while serving the request")
 			if !started {
 				http.Error(w, "502 Bad Gateway: the worker died", http.StatusBadGateway)
-				return
+				return false
 			}
 			panic(http.ErrAbortHandler)
 		}
@@ -110,7 +229,7 @@ func relay(h *Host, w http.ResponseWriter, r *http.Request, app *appRuntime, cal
 			if err != nil {
 				h.log.Error().Err(err).Str("app", app.name).Msg("bad response header from worker")
 				http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
-				return
+				return false
 			}
 			w.WriteHeader(code)
 			started = true
@@ -124,20 +243,20 @@ func relay(h *Host, w http.ResponseWriter, r *http.Request, app *appRuntime, cal
 						Msg("app sent more body than its Content-Length; cut to it")
 					continue
 				}
-				return
+				return false
 			}
 			if flusher != nil && !call.Pending() {
 				flusher.Flush()
 			}
 		case worker.FrameEnd:
-			h.log.Debug().Str("app", app.name).Int("pid", pid).Dur("took", time.Since(start)).Msg("request done")
-			return
+			h.log.Debug().Str("app", app.name).Int("pid", p.Pid).Dur("took", time.Since(start)).Msg("request done")
+			return false
 		case worker.FrameAbort:
-			h.log.Error().Str("app", app.name).Int("pid", pid).Str("request", r.Method+" "+r.RequestURI).
+			h.log.Error().Str("app", app.name).Int("pid", p.Pid).Str("request", r.Method+" "+r.RequestURI).
 				Str("traceback", string(f.Payload)).Msg("app raised an exception")
 			if !started {
 				http.Error(w, "500 Internal Server Error: the app raised an exception; see the server log", http.StatusInternalServerError)
-				return
+				return false
 			}
 			panic(http.ErrAbortHandler)
 		}
@@ -185,34 +304,54 @@ func writeHeader(w http.ResponseWriter, p []byte) (int, error) {
 	return code, nil
 }
 
-// requestPath returns the percent-decoded path of the request target, with
-// "//" and dot segments kept as sent.
-func requestPath(r *http.Request) (string, error) {
+// target is a parsed request target.
+type target struct {
+	path  string // percent-decoded
+	query string // raw, without the fragment
+}
+
+// errBadTarget is a request target the host refuses with 400.
+var errBadTarget = errors.New("invalid request target")
+
+// parseTarget splits the request target into the percent-decoded path and
+// the raw query, keeping "//" and dot segments as sent and dropping a
+// fragment. Origin form ("/path?q") and absolute form with an http or
+// https URL are accepted; other forms are errBadTarget.
+func parseTarget(r *http.Request) (target, error) {
 	uri := r.RequestURI
-	if !strings.HasPrefix(uri, "/") {
-		// Absolute form, "*", or HTTP/2 where RequestURI is rebuilt.
-		if r.URL.Path == "" && uri == "*" {
-			return "*", nil
+	if i := strings.IndexByte(uri, '#'); i >= 0 {
+		uri = uri[:i]
+	}
+	var rawPath, query string
+	switch {
+	case strings.HasPrefix(uri, "/"):
+		rawPath, query, _ = strings.Cut(uri, "?")
+	case (r.URL.Scheme == "http" || r.URL.Scheme == "https") && r.URL.Host != "":
+		rawPath = r.URL.EscapedPath()
+		if rawPath == "" {
+			rawPath = "/"
 		}
-		return r.URL.Path, nil
+		query, _, _ = strings.Cut(r.URL.RawQuery, "#")
+	default:
+		return target{}, errBadTarget
 	}
-	raw, _, _ := strings.Cut(uri, "?")
-	if !strings.Contains(raw, "%") {
-		return raw, nil
+	t := target{path: rawPath, query: query}
+	if strings.IndexByte(rawPath, '%') >= 0 {
+		p, err := url.PathUnescape(rawPath)
+		if err != nil {
+			return target{}, errors.New("bad percent-encoding in the path")
+		}
+		t.path = p
 	}
-	p, err := url.PathUnescape(raw)
-	if err != nil {
-		return "", fmt.Errorf("bad percent-encoding in path")
-	}
-	return p, nil
+	return t, nil
 }
 
 // buildEnviron fills env with the CGI and WSGI variables of a request.
-func buildEnviron(env *worker.Environ, r *http.Request, scriptName, pathInfo string, bodyLen int) {
+func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathInfo string, bodyLen int64) {
 	env.Str("REQUEST_METHOD", r.Method)
 	env.Str("SCRIPT_NAME", scriptName)
 	env.Str("PATH_INFO", pathInfo)
-	env.Str("QUERY_STRING", r.URL.RawQuery)
+	env.Str("QUERY_STRING", query)
 	env.Str("RAW_URI", r.RequestURI)
 	env.Str("REQUEST_URI", r.RequestURI)
 	env.Str("SERVER_PROTOCOL", r.Proto)
@@ -257,10 +396,14 @@ func buildEnviron(env *worker.Environ, r *http.Request, scriptName, pathInfo str
 		env.Str("CONTENT_TYPE", ct[0])
 	}
 	if r.ContentLength >= 0 && len(r.TransferEncoding) == 0 {
-		env.Str("CONTENT_LENGTH", strconv.Itoa(bodyLen))
+		env.Str("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
 	}
 	if r.Host != "" {
 		env.Str("HTTP_HOST", r.Host)
+	}
+	if len(r.TransferEncoding) > 0 {
+		// net/http moves the header out of r.Header.
+		env.Str("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ", "))
 	}
 	var keyBuf []byte
 	for name, values := range r.Header {

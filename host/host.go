@@ -8,11 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"maps"
 	"net"
-	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -46,6 +43,7 @@ type Host struct {
 type generation struct {
 	id     int64
 	routes *router.Table[*appRuntime]
+	limits config.Limits
 }
 
 // appRuntime is one app of one or more generations: its pool, or why it has none.
@@ -60,7 +58,7 @@ type appRuntime struct {
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
 	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}}
-	h.gen.Store(&generation{routes: router.New[*appRuntime](nil)})
+	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits})
 	return h
 }
 
@@ -155,7 +153,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	}
 	wg.Wait()
 
-	// Listeners: keep the unchanged, open the new ones.
+	// Listeners: keep the unchanged sockets, open the new ones.
 	nextLn := map[string]*listener{}
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
@@ -164,7 +162,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			nextLn[key] = l
 			continue
 		}
-		l, err := h.openListener(lc)
+		l, err := openListener(key, lc)
 		if err != nil {
 			for _, l := range opened {
 				l.ln.Close()
@@ -183,9 +181,22 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		mounts = append(mounts, router.Mount[*appRuntime]{Host: m.Host, Prefix: m.Prefix, Target: next[m.App]})
 	}
 	h.genID++
-	h.gen.Store(&generation{id: h.genID, routes: router.New(mounts)})
+	h.gen.Store(&generation{id: h.genID, routes: router.New(mounts), limits: cfg.Limits})
 	for _, l := range opened {
-		go l.serve()
+		l.setServer(h.newServer(cfg.Limits), cfg.Limits)
+		go l.acceptLoop(h.log)
+	}
+	for key, l := range nextLn {
+		if h.listeners[key] == l && l.settings != cfg.Limits {
+			// Same socket, new server settings: the new server takes the
+			// new connections; the old one finishes its own.
+			old := l.setServer(h.newServer(cfg.Limits), cfg.Limits)
+			h.draining.Add(1)
+			go func() {
+				defer h.draining.Done()
+				shutdownServer(old, cfg.ShutdownTimeout)
+			}()
+		}
 	}
 
 	// Watch the sources of new apps with reload: true.
@@ -225,7 +236,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			h.draining.Add(1)
 			go func() {
 				defer h.draining.Done()
-				l.shutdown(cfg.ShutdownTimeout)
+				l.close(cfg.ShutdownTimeout)
 			}()
 		}
 	}
@@ -288,10 +299,10 @@ func (h *Host) startApp(def config.App) *appRuntime {
 	rt := &appRuntime{name: def.Name, def: def}
 	spec := &worker.Spec{
 		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
-		Threads: def.Threads, Workers: def.Workers, Env: def.Env, Log: h.log,
+		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
-	pl, err := startPool(spec, log)
+	pl, err := startPool(spec, def, log)
 	if err != nil {
 		var le *worker.LoadError
 		if errors.As(err, &le) {
@@ -329,8 +340,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
-				l.srv.Close()
+			l.ln.Close()
+			if err := l.server().srv.Shutdown(ctx); err != nil {
+				l.server().srv.Close()
 			}
 		}()
 	}
@@ -351,76 +363,6 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	h.draining.Wait()
 	return nil
-}
-
-// listener is one bound socket and the HTTP server on it.
-type listener struct {
-	addr string
-	ln   net.Listener
-	srv  *http.Server
-	path string // unix socket file, removed at shutdown
-}
-
-func (h *Host) openListener(lc config.Listener) (*listener, error) {
-	var ln net.Listener
-	var err error
-	if lc.Network == "unix" {
-		ln, err = listenUnix(lc.Address)
-	} else {
-		ln, err = net.Listen("tcp", lc.Address)
-	}
-	if err != nil {
-		return nil, err
-	}
-	l := &listener{addr: lc.Addr, ln: ln}
-	if lc.Network == "unix" {
-		l.path = lc.Address
-	}
-	l.srv = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(debugWriter{h.log}, "", 0),
-	}
-	return l, nil
-}
-
-func (l *listener) serve() {
-	l.srv.Serve(l.ln)
-}
-
-func (l *listener) shutdown(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		l.srv.Close()
-	}
-}
-
-// listenUnix listens on a unix socket, replacing a stale socket file left
-// by a killed host but refusing one that a live server answers on.
-func listenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s: another server is listening there", path)
-		}
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 // debugWriter sends net/http's own error log (bad requests, TLS handshake

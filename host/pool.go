@@ -3,24 +3,34 @@ package host
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/gowsgi/gowsgi/config"
 	"github.com/gowsgi/gowsgi/worker"
 )
 
-// errNoWorker is returned while an app has no live worker (crash loop).
-var errNoWorker = errors.New("no worker is running for this app")
-
-// errDraining is returned by a pool that is being replaced or stopped.
-var errDraining = errors.New("app is being stopped")
+// Errors of acquire; the handler answers each with 503.
+var (
+	errNoWorker     = errors.New("no worker is running for this app (it keeps crashing; see the log)")
+	errDraining     = errors.New("app is being stopped")
+	errQueueFull    = errors.New("too many requests are waiting for this app")
+	errQueueTimeout = errors.New("timed out waiting for a free worker")
+	errCanceled     = errors.New("request canceled while queued")
+)
 
 // pool is the set of worker processes of one app: it starts them, restarts
-// those that die, and hands requests to the least busy one.
+// those that die, recycles them after max_requests or max_rss, and hands
+// requests to the least busy one, queueing the rest.
 type pool struct {
 	spec *worker.Spec
+	app  config.App
 	log  zerolog.Logger
 	// perWorker is how many requests one process may have at once.
 	perWorker int
@@ -45,22 +55,24 @@ type proc struct {
 	p        *worker.Process
 	slot     *slot
 	inflight int
+	served   int
+	limit    int  // recycle after this many requests (0: never)
+	retiring bool // being recycled: takes no new requests
+	replaced bool // its replacement is installed: close once idle
 }
 
 type waiter struct {
-	ch chan *proc // buffered 1
+	ch  chan *proc // buffered 1; closed (with err set) to turn the waiter away
+	err error
 }
 
-const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 10 * time.Second
-)
+const maxBackoff = 10 * time.Second
 
 // startPool starts all workers of an app and returns when every one has
 // loaded the app, or with the first error (other workers are stopped).
-func startPool(spec *worker.Spec, log zerolog.Logger) (*pool, error) {
+func startPool(spec *worker.Spec, app config.App, log zerolog.Logger) (*pool, error) {
 	n := max(spec.Workers, 1)
-	pl := &pool{spec: spec, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{})}
+	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{})}
 	procs := make([]*worker.Process, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -85,7 +97,7 @@ func startPool(spec *worker.Spec, log zerolog.Logger) (*pool, error) {
 		}
 	}
 	for _, p := range procs {
-		s := &slot{backoff: minBackoff}
+		s := &slot{}
 		pl.slots = append(pl.slots, s)
 		pl.install(s, p)
 	}
@@ -108,6 +120,12 @@ func (pl *pool) Pids() []int {
 // install puts a ready process into its slot and watches it.
 func (pl *pool) install(s *slot, p *worker.Process) {
 	pr := &proc{p: p, slot: s}
+	if pl.app.MaxRequests > 0 {
+		pr.limit = pl.app.MaxRequests
+		if pl.app.MaxRequestsJitter > 0 {
+			pr.limit += rand.IntN(pl.app.MaxRequestsJitter + 1)
+		}
+	}
 	pl.mu.Lock()
 	s.cur = pr
 	pl.dispatchLocked(pr)
@@ -115,46 +133,66 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 	go pl.supervise(pr)
 }
 
-// supervise waits for a process to exit and, unless the pool is stopping,
-// starts a replacement, backing off while the app keeps crashing.
+// supervise waits for a process to exit and, unless the pool is stopping
+// or the process was recycled, starts a replacement: at once after the
+// first crash, then backing off while the app keeps crashing.
 func (pl *pool) supervise(pr *proc) {
 	started := time.Now()
 	<-pr.p.Exited()
 	pl.mu.Lock()
 	s := pr.slot
-	s.cur = nil
-	stopped := pl.stopped
+	if s.cur == pr {
+		s.cur = nil
+	}
+	stop := pl.stopped || pr.retiring
 	pl.mu.Unlock()
-	if stopped {
+	if stop {
 		return
 	}
 	pl.log.Error().Int("pid", pr.p.Pid).Str("exit", fmt.Sprint(pr.p.ExitErr())).Msg("worker died; restarting it")
 	if time.Since(started) > 30*time.Second {
-		s.backoff = minBackoff
+		s.backoff = 0
 	}
 	for {
+		if s.backoff > 0 {
+			pl.log.Warn().Dur("backoff", s.backoff).Msg("worker keeps dying; waiting before the next start")
+		}
 		time.Sleep(s.backoff)
-		s.backoff = min(s.backoff*2, maxBackoff)
-		pl.mu.Lock()
-		stopped := pl.stopped
-		pl.mu.Unlock()
-		if stopped {
+		s.backoff = min(max(s.backoff*2, 100*time.Millisecond), maxBackoff)
+		if pl.isStopped() {
 			return
 		}
 		p, err := worker.Start(pl.spec)
 		if err == nil {
-			pl.mu.Lock()
-			if pl.stopped {
-				pl.mu.Unlock()
+			if pl.isStopped() {
 				p.Close(time.Second)
 				return
 			}
-			pl.mu.Unlock()
 			pl.install(s, p)
 			return
 		}
-		pl.log.Error().Err(err).Dur("retry_in", s.backoff).Msg("worker restart failed")
+		pl.log.Error().Err(err).Msg("worker restart failed")
+		pl.mu.Lock()
+		if pl.crashLoopingLocked() {
+			pl.turnAwayLocked(errNoWorker)
+		}
+		pl.mu.Unlock()
 	}
+}
+
+// turnAwayLocked fails every queued request with err.
+func (pl *pool) turnAwayLocked(err error) {
+	for _, w := range pl.waiters {
+		w.err = err
+		close(w.ch)
+	}
+	pl.waiters = nil
+}
+
+func (pl *pool) isStopped() bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.stopped
 }
 
 // enter registers a request routed to this pool. It fails once the pool is
@@ -179,85 +217,139 @@ func (pl *pool) leave() {
 	pl.mu.Unlock()
 }
 
-// acquire returns a worker with room for one more request, waiting for one
-// if all are busy. The caller must call release(pr) when the request is done.
+// acquire returns a worker with room for one more request, waiting up to
+// queue_timeout for one if all are busy. The caller must call release(pr)
+// when the request is done.
 func (pl *pool) acquire(done <-chan struct{}) (*proc, error) {
 	pl.mu.Lock()
+	if pl.stopped {
+		pl.mu.Unlock()
+		return nil, errDraining
+	}
 	if best := pl.pickLocked(); best != nil {
 		best.inflight++
 		pl.mu.Unlock()
 		return best, nil
 	}
-	if !pl.anyAliveLocked() && pl.allDownLocked() {
+	if pl.crashLoopingLocked() {
 		pl.mu.Unlock()
 		return nil, errNoWorker
+	}
+	if len(pl.waiters) >= pl.app.Queue {
+		pl.mu.Unlock()
+		return nil, errQueueFull
 	}
 	w := &waiter{ch: make(chan *proc, 1)}
 	pl.waiters = append(pl.waiters, w)
 	pl.mu.Unlock()
+	timer := time.NewTimer(pl.app.QueueTimeout)
+	defer timer.Stop()
+	var err error
 	select {
 	case pr := <-w.ch:
 		if pr == nil {
-			return nil, errDraining
+			return nil, w.err
 		}
 		return pr, nil
 	case <-done:
-		pl.mu.Lock()
-		for i, x := range pl.waiters {
-			if x == w {
-				pl.waiters = append(pl.waiters[:i], pl.waiters[i+1:]...)
-				pl.mu.Unlock()
-				return nil, errors.New("request canceled while queued")
-			}
-		}
-		pl.mu.Unlock()
-		// A worker was handed to us as we gave up: pass it on.
-		if pr := <-w.ch; pr != nil {
-			pl.release(pr)
-		}
-		return nil, errors.New("request canceled while queued")
+		err = errCanceled
+	case <-timer.C:
+		err = errQueueTimeout
 	}
+	pl.mu.Lock()
+	for i, x := range pl.waiters {
+		if x == w {
+			pl.waiters = append(pl.waiters[:i], pl.waiters[i+1:]...)
+			pl.mu.Unlock()
+			return nil, err
+		}
+	}
+	pl.mu.Unlock()
+	// A worker was handed to us as we gave up: pass it on.
+	if pr := <-w.ch; pr != nil {
+		pl.release(pr)
+	}
+	return nil, err
 }
 
 // pickLocked returns the live process with the fewest requests, if it has room.
 func (pl *pool) pickLocked() *proc {
 	var best *proc
 	for _, s := range pl.slots {
-		if pr := s.cur; pr != nil && pr.inflight < pl.perWorker && (best == nil || pr.inflight < best.inflight) {
+		if pr := s.cur; pr != nil && !pr.retiring && pr.inflight < pl.perWorker && (best == nil || pr.inflight < best.inflight) {
 			best = pr
 		}
 	}
 	return best
 }
 
-func (pl *pool) anyAliveLocked() bool {
+// crashLoopingLocked reports whether no worker is up and every slot is
+// backing off after repeated crashes (as opposed to a restart in progress).
+func (pl *pool) crashLoopingLocked() bool {
 	for _, s := range pl.slots {
-		if s.cur != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// allDownLocked reports whether every slot is backing off after crashes
-// (as opposed to a single restart in progress).
-func (pl *pool) allDownLocked() bool {
-	for _, s := range pl.slots {
-		if s.cur != nil || s.backoff <= minBackoff*2 {
+		if s.cur != nil || s.backoff <= 200*time.Millisecond {
 			return false
 		}
 	}
 	return true
 }
 
-// release returns a process's place after a request finished.
+// release returns a process's place after a request finished, and
+// recycles the process if it reached max_requests or max_rss.
 func (pl *pool) release(pr *proc) {
 	pl.mu.Lock()
 	pr.inflight--
-	if pr.slot.cur == pr {
+	pr.served++
+	if pr.replaced && pr.inflight == 0 {
+		pl.mu.Unlock()
+		go pr.p.Close(5 * time.Second)
+		return
+	}
+	reason := ""
+	if !pr.retiring && !pl.stopped {
+		if pr.limit > 0 && pr.served >= pr.limit {
+			reason = "max_requests"
+		} else if pl.app.MaxRSS > 0 && rss(pr.p.Pid) > pl.app.MaxRSS {
+			reason = "max_rss"
+		}
+	}
+	if reason != "" {
+		pr.retiring = true
+	} else if pr.slot.cur == pr && !pr.retiring {
 		pl.dispatchLocked(pr)
 	}
 	pl.mu.Unlock()
+	if reason != "" {
+		go pl.recycle(pr, reason)
+	}
+}
+
+// recycle replaces a worker gracefully: the replacement is started and
+// installed, then the old process finishes what it has and exits.
+func (pl *pool) recycle(pr *proc, reason string) {
+	log := pl.log.With().Int("pid", pr.p.Pid).Str("reason", reason).Logger()
+	log.Info().Int("served", pr.served).Msg("recycling worker")
+	p, err := worker.Start(pl.spec)
+	if err != nil {
+		log.Error().Err(err).Msg("could not start the replacement; the old worker keeps serving")
+		pl.mu.Lock()
+		pr.retiring = false
+		pl.dispatchLocked(pr)
+		pl.mu.Unlock()
+		return
+	}
+	if pl.isStopped() {
+		p.Close(time.Second)
+		return
+	}
+	pl.install(pr.slot, p)
+	pl.mu.Lock()
+	pr.replaced = true
+	idle := pr.inflight == 0
+	pl.mu.Unlock()
+	if idle {
+		pr.p.Close(5 * time.Second)
+	}
 }
 
 // dispatchLocked hands a process to queued requests while it has room.
@@ -281,15 +373,18 @@ func (pl *pool) drain(timeout time.Duration) bool {
 		}
 	}
 	pl.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-pl.idle:
 		return true
-	case <-time.After(timeout):
+	case <-t.C:
 		return false
 	}
 }
 
-// stop drains the pool for up to timeout and then stops every worker.
+// stop drains the pool for up to timeout and then stops every worker
+// (SIGTERM to its process group, SIGKILL after a grace period).
 func (pl *pool) stop(timeout time.Duration) {
 	if !pl.drain(timeout) {
 		pl.log.Warn().Dur("timeout", timeout).Msg("requests still running at stop; stopping workers anyway")
@@ -302,12 +397,8 @@ func (pl *pool) stop(timeout time.Duration) {
 			procs = append(procs, s.cur.p)
 		}
 	}
-	waiters := pl.waiters
-	pl.waiters = nil
+	pl.turnAwayLocked(errDraining)
 	pl.mu.Unlock()
-	for _, w := range waiters {
-		close(w.ch)
-	}
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Add(1)
@@ -317,4 +408,20 @@ func (pl *pool) stop(timeout time.Duration) {
 		}()
 	}
 	wg.Wait()
+}
+
+var pageSize = int64(os.Getpagesize())
+
+// rss returns the resident memory of a process in bytes (0 if unknown).
+func rss(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[1], 10, 64)
+	return n * pageSize
 }

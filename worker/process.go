@@ -2,13 +2,17 @@ package worker
 
 import (
 	"bufio"
+	"cmp"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,8 +70,13 @@ func (e *LoadError) Error() string {
 	return fmt.Sprintf("app %q failed to load: %s", e.App, e.Reason())
 }
 
-// ErrDied is returned for requests whose worker process went away.
+// ErrDied is returned for requests whose worker process went away while
+// it may have been running them.
 var ErrDied = errors.New("worker process died")
+
+// ErrNotStarted is returned for requests that were sent to a worker that
+// went away before it could have started them: they may be sent again.
+var ErrNotStarted = errors.New("worker process died before starting the request")
 
 // creditEvery is how many consumed response bytes the host acknowledges at once.
 const creditEvery = 128 << 10
@@ -101,10 +110,10 @@ func Start(spec *Spec) (*Process, error) {
 	}
 	hostFile := os.NewFile(uintptr(fds[0]), "gowsgi-host")
 	childFile := os.NewFile(uintptr(fds[1]), "gowsgi-worker")
-	defer childFile.Close()
 	fc, err := net.FileConn(hostFile)
 	hostFile.Close()
 	if err != nil {
+		childFile.Close()
 		return nil, fmt.Errorf("app %q: worker socket: %w", spec.App, err)
 	}
 	conn := fc.(*net.UnixConn)
@@ -112,6 +121,7 @@ func Start(spec *Spec) (*Process, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		conn.Close()
+		childFile.Close()
 		return nil, fmt.Errorf("app %q: pipe: %w", spec.App, err)
 	}
 	python := spec.Python
@@ -140,7 +150,9 @@ func Start(spec *Spec) (*Process, error) {
 	cmd.Stderr = outW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
+	// Only the child keeps these ends, so that its exit is EOF here.
 	outW.Close()
+	childFile.Close()
 	if err != nil {
 		conn.Close()
 		outR.Close()
@@ -196,14 +208,21 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // ExitErr is how the process ended; valid after Exited is closed.
 func (p *Process) ExitErr() error { return p.waitErr }
 
-// Send starts a request: env from Environ.Bytes, and the whole body.
-// onDone runs exactly once, from another goroutine, when the worker has
-// finished the request (or died).
-func (p *Process) Send(env, body []byte, onDone func()) (*Call, error) {
+// Send starts a request: env from Environ.Bytes, and the whole body, in
+// memory (body) or, if bodyFile is not nil, in bodyFile from offset 0 with
+// bodyLen bytes. onDone runs exactly once, from another goroutine, when
+// the worker has finished the request (or died).
+func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDone func()) (*Call, error) {
+	if bodyFile == nil {
+		bodyLen = int64(len(body))
+	}
+	if 4+int64(len(env))+bodyLen > MaxPayload {
+		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
+	}
 	p.mu.Lock()
 	if p.dead || p.closed {
 		p.mu.Unlock()
-		return nil, ErrDied
+		return nil, ErrNotStarted
 	}
 	p.nextID++
 	if p.nextID == 0 {
@@ -214,19 +233,22 @@ func (p *Process) Send(env, body []byte, onDone func()) (*Call, error) {
 	p.mu.Unlock()
 
 	var hdr [HeaderSize + 4]byte
-	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+len(body))
-	hdr[9], hdr[10], hdr[11], hdr[12] = byte(len(env)), byte(len(env)>>8), byte(len(env)>>16), byte(len(env)>>24)
+	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
+	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
 	bufs := net.Buffers{hdr[:], env}
-	if len(body) > 0 {
+	if bodyFile == nil && len(body) > 0 {
 		bufs = append(bufs, body)
 	}
 	p.wmu.Lock()
 	_, err := bufs.WriteTo(p.conn)
+	if err == nil && bodyFile != nil {
+		_, err = io.Copy(p.conn, io.NewSectionReader(bodyFile, 0, bodyLen))
+	}
 	p.wmu.Unlock()
 	if err != nil {
-		// The read loop will see the connection die and finish the call.
+		// A partial frame: the stream is unusable. The read loop sees the
+		// connection die and finishes every call.
 		p.conn.Close()
-		return c, nil
 	}
 	return c, nil
 }
@@ -234,7 +256,15 @@ func (p *Process) Send(env, body []byte, onDone func()) (*Call, error) {
 func (p *Process) credit(id uint32, n int) {
 	var b [HeaderSize + 4]byte
 	PutHeader(b[:], FrameCredit, id, 4)
-	b[9], b[10], b[11], b[12] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	binary.LittleEndian.PutUint32(b[9:], uint32(n))
+	p.wmu.Lock()
+	p.conn.Write(b[:])
+	p.wmu.Unlock()
+}
+
+func (p *Process) cancel(id uint32) {
+	var b [HeaderSize]byte
+	PutHeader(b[:], FrameCancel, id, 0)
 	p.wmu.Lock()
 	p.conn.Write(b[:])
 	p.wmu.Unlock()
@@ -261,33 +291,39 @@ func (p *Process) readLoop(br *bufio.Reader) {
 	}
 	p.mu.Lock()
 	p.dead = true
-	calls := p.calls
+	calls := slices.Collect(maps.Values(p.calls))
 	p.calls = nil
 	p.mu.Unlock()
-	for _, c := range calls {
-		c.fail(ErrDied)
+	// The worker takes requests in the order they were sent, Threads at a
+	// time: only the oldest Threads unfinished ones can have started.
+	slices.SortFunc(calls, func(a, b *Call) int { return cmp.Compare(a.ID, b.ID) })
+	for i, c := range calls {
+		if i < max(p.spec.Threads, 1) {
+			c.fail(ErrDied)
+		} else {
+			c.fail(ErrNotStarted)
+		}
 	}
 	p.conn.Close()
 }
 
-// Close stops the process gracefully: no new requests; the worker finishes
-// what it has, then exits. After grace it is sent SIGTERM, and SIGKILL after
-// another grace. Close returns when the process has exited.
+// Close stops the process: no new requests, its socket is shut for
+// writing, and its process group gets SIGTERM (the worker exits through
+// sys.exit, so the app's atexit handlers run); SIGKILL follows after grace.
+// The host calls it once the worker's requests are done or overdue.
+// Close returns when the process has exited.
 func (p *Process) Close(grace time.Duration) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.conn.CloseWrite()
-	select {
-	case <-p.exited:
-		return
-	case <-time.After(grace):
-	}
 	syscall.Kill(-p.Pid, syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-p.exited:
 		return
-	case <-time.After(grace):
+	case <-t.C:
 	}
 	p.kill()
 	<-p.exited
@@ -409,8 +445,10 @@ func (c *Call) Pending() bool {
 	return len(c.q) > 0
 }
 
-// Abandon releases the call: frames still to come are dropped and credited
-// so the worker is never blocked by a response nobody reads.
+// Abandon releases the call. If the worker is still producing the
+// response, it is told to stop (FrameCancel); frames still to come are
+// dropped and credited, so the worker is never blocked by a response
+// nobody reads.
 func (c *Call) Abandon() {
 	c.mu.Lock()
 	if c.abandoned {
@@ -424,8 +462,12 @@ func (c *Call) Abandon() {
 		}
 	}
 	c.q = nil
-	n := c.takeCredit(!c.finished)
+	running := !c.finished
+	n := c.takeCredit(running)
 	c.mu.Unlock()
+	if running {
+		c.p.cancel(c.ID)
+	}
 	if n > 0 {
 		c.p.credit(c.ID, n)
 	}

@@ -9,9 +9,10 @@
 //	length  uint32  payload length (little endian)
 //
 // Host to worker: FrameRequest (uint32 environ length, the environ as a
-// Python marshal dict, then the whole body) and FrameCredit (uint32 count of
+// Python marshal dict, then the whole body), FrameCredit (uint32 count of
 // response bytes the host has passed on to the client, reopening the
-// request's flow-control window). Worker to host: FrameReady or FrameFailed
+// request's flow-control window) and FrameCancel (the client went away: the
+// worker stops iterating the response, calls its close() and ends it). Worker to host: FrameReady or FrameFailed
 // once after start, then per request FrameStart, FrameBody..., and FrameEnd
 // or FrameAbort. A worker may have several requests in flight; their frames
 // interleave and carry their ids.
@@ -27,6 +28,7 @@ import (
 const (
 	FrameRequest byte = 'R' // host: a request (environ and body)
 	FrameCredit  byte = 'C' // host: uint32 bytes of response passed on
+	FrameCancel  byte = 'K' // host: the client went away; stop the response
 	FrameReady   byte = 'H' // worker: the app loaded; payload is the pid
 	FrameFailed  byte = 'F' // worker: the app failed to load; payload is the traceback
 	FrameStart   byte = 'S' // worker: "status\r\nName: value\r\n..."

@@ -8,6 +8,7 @@
 # Host -> worker:
 #   R  request: uint32 environ length, environ (marshal dict), body bytes
 #   C  credit: uint32 bytes the host has passed on for that request
+#   K  cancel: the client went away; stop iterating the response
 # Worker -> host:
 #   H  ready (id 0): "pid"
 #   F  failed to load the app (id 0): traceback text
@@ -19,6 +20,7 @@
 import marshal
 import os
 import re
+import signal
 import socket
 import struct
 import sys
@@ -33,7 +35,7 @@ READ_SIZE = 65536
 # before its thread waits for credit (backpressure from slow clients).
 WINDOW = 1 << 20
 
-T_REQUEST, T_CREDIT = ord("R"), ord("C")
+T_REQUEST, T_CREDIT, T_CANCEL = ord("R"), ord("C"), ord("K")
 T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT = (
     ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"))
 
@@ -44,6 +46,10 @@ VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
 
 class WSGIError(Exception):
     """The application broke a rule of PEP 3333."""
+
+
+class Cancelled(Exception):
+    """The client went away: stop producing the response."""
 
 
 class Input:
@@ -148,6 +154,7 @@ class Conn:
         self.lock = threading.Lock()
         self.credit_cv = threading.Condition(threading.Lock())
         self.unacked = {}  # request id -> bytes sent but not yet credited
+        self.cancelled = set()  # request ids whose client went away
         self.closed = False
         self.pump = None  # set in inline mode: reads one batch, returns False at EOF
         self.pending = []  # requests read by pump, to run next
@@ -169,21 +176,36 @@ class Conn:
     def finish(self, rid):
         with self.credit_cv:
             self.unacked.pop(rid, None)
+            self.cancelled.discard(rid)
+
+    def cancel(self, rid):
+        with self.credit_cv:
+            if rid in self.unacked:
+                self.cancelled.add(rid)
+                self.credit_cv.notify_all()
+
+    def is_cancelled(self, rid):
+        """Whether the host cancelled rid; in inline mode, first reads
+        whatever control frames have arrived, without waiting."""
+        if self.pump is not None:
+            self.pump(False)
+        return rid in self.cancelled
 
     def wait_window(self, rid, n):
         """Account n body bytes for rid, first waiting while its window is full."""
         if self.pump is not None:
-            while self.unacked.get(rid, 0) >= WINDOW:
+            while self.unacked.get(rid, 0) >= WINDOW and rid not in self.cancelled:
                 if not self.pump():
                     raise ConnectionError("the host closed the connection")
-            self.unacked[rid] += n
-            return
-        with self.credit_cv:
-            while self.unacked.get(rid, 0) >= WINDOW and not self.closed:
-                self.credit_cv.wait()
-            if self.closed:
-                raise ConnectionError("the host closed the connection")
-            self.unacked[rid] += n
+        else:
+            with self.credit_cv:
+                while self.unacked.get(rid, 0) >= WINDOW and not self.closed and rid not in self.cancelled:
+                    self.credit_cv.wait()
+                if self.closed:
+                    raise ConnectionError("the host closed the connection")
+        if rid in self.cancelled:
+            raise Cancelled()
+        self.unacked[rid] += n
 
     def close(self):
         with self.credit_cv:
@@ -256,6 +278,8 @@ class Worker:
                 data = bytes(data)
             if not state["sent"]:
                 send_headers()
+            if conn.is_cancelled(rid):
+                raise Cancelled()
             if data:
                 conn.wait_window(rid, len(data))
                 out.append(frame(T_BODY, rid, data))
@@ -294,6 +318,8 @@ class Worker:
                             raise WSGIError("the app yielded body before calling start_response")
                         if not state["sent"]:
                             send_headers()
+                        if conn.is_cancelled(rid):
+                            raise Cancelled()
                         conn.wait_window(rid, len(data))
                         out.append(frame(T_BODY, rid, data))
                         flush()
@@ -304,6 +330,8 @@ class Worker:
             finally:
                 if result is not None and hasattr(result, "close"):
                     result.close()
+        except Cancelled:
+            out.append(frame(T_END, rid))
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -375,8 +403,10 @@ class FrameReader:
         self.start = 0
         self.end = 0
 
-    def frames(self):
-        """Yield lists of (type, id, payload) for every complete frame received."""
+    def read(self, block=True):
+        """Return the complete frames, as (type, id, payload), that the next
+        recv brings (waiting for at least one), or None at EOF. With block
+        False, return [] at once if nothing has arrived."""
         sock, buf, view = self.sock, self.buf, self.view
         while True:
             if self.start == self.end:
@@ -385,9 +415,15 @@ class FrameReader:
                 view[:self.end - self.start] = view[self.start:self.end]
                 self.end -= self.start
                 self.start = 0
-            n = sock.recv_into(view[self.end:])
+            if block:
+                n = sock.recv_into(view[self.end:])
+            else:
+                try:
+                    n = sock.recv_into(view[self.end:], 0, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return []
             if n == 0:
-                return
+                return None
             self.end += n
             batch = []
             while self.end - self.start >= HDR_SIZE:
@@ -408,7 +444,7 @@ class FrameReader:
                     while got < size:
                         m = sock.recv_into(pv[got:], min(size - got, 1 << 20))
                         if m == 0:
-                            return
+                            return None
                         got += m
                     batch.append((kind, rid, payload))
                     self.start = self.end = 0
@@ -418,23 +454,27 @@ class FrameReader:
                 view[:self.end - self.start] = view[self.start:self.end]
                 self.end -= self.start
                 self.start = 0
-            if batch:
-                yield batch
+            if batch or not block:
+                return batch
 
 
 def serve_inline(worker, conn, reader):
-    """One thread: run requests in arrival order, one send per batch."""
+    """One thread: run requests in arrival order, one send per batch.
+
+    While a request streams, the same thread reads the socket (pump) for
+    credits and cancels, keeping new requests for later."""
     out = []
-    frames = reader.frames()
     pending = conn.pending
 
-    def pump():
-        batch = next(frames, None)
+    def pump(block=True):
+        batch = reader.read(block)
         if batch is None:
             return False
         for kind, rid, payload in batch:
             if kind == T_CREDIT:
                 conn.credit(rid, U32.unpack_from(payload)[0])
+            elif kind == T_CANCEL:
+                conn.cancel(rid)
             else:
                 pending.append((kind, rid, payload))
         return True
@@ -471,12 +511,17 @@ def serve_threaded(worker, conn, reader, threads):
     pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
     for t in pool:
         t.start()
-    for batch in reader.frames():
+    while True:
+        batch = reader.read()
+        if batch is None:
+            break
         for kind, rid, payload in batch:
             if kind == T_REQUEST:
                 q.put((rid, payload))
             elif kind == T_CREDIT:
                 conn.credit(rid, U32.unpack_from(payload)[0])
+            elif kind == T_CANCEL:
+                conn.cancel(rid)
     conn.close()
     for _ in pool:
         q.put(None)
@@ -488,6 +533,9 @@ def main():
     attr = os.environ.pop("GOWSGI_CALLABLE", "application")
     threads = int(os.environ.pop("GOWSGI_THREADS", "1"))
     workers = int(os.environ.pop("GOWSGI_WORKERS", "1"))
+    # The host stops a worker with SIGTERM once its requests are done:
+    # exit through sys.exit so that the app's atexit handlers run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     conn = Conn(sock)
@@ -509,9 +557,7 @@ def main():
             serve_inline(worker, conn, reader)
     except (ConnectionError, BrokenPipeError):
         pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    sys.exit(0)
 
 
 if __name__ == "__main__":

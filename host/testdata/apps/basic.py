@@ -249,6 +249,26 @@ def rendezvous(environ, start_response):
     return _respond(start_response, "alone {}".format(os.getpid()))
 
 
+def crash(environ, start_response):
+    """Die the hard way, as a segfault or the OOM killer would."""
+    os._exit(int(_qget(environ, "code", "1")))
+
+
+def hang(environ, start_response):
+    time.sleep(3600)
+    return _respond(start_response, "woke up")
+
+
+_leaked = []
+
+
+def leak(environ, start_response):
+    """Keep mb more MiB alive in this process and report the pid."""
+    mb = int(_qget(environ, "mb", "10"))
+    _leaked.append(b"x" * (mb << 20))
+    return _respond(start_response, "leaked {} {}".format(len(_leaked), os.getpid()))
+
+
 def pid(environ, start_response):
     return _respond(start_response, str(os.getpid()))
 
@@ -311,6 +331,9 @@ ROUTES = {
     "/close-raise": close_raise,
     "/slow": slow,
     "/pid": pid,
+    "/crash": crash,
+    "/hang": hang,
+    "/leak": leak,
     "/rendezvous": rendezvous,
     "/stream": stream,
     "/empty-chunks": empty_chunks,

@@ -1,0 +1,779 @@
+#!/usr/bin/python3
+"""Benchmark gowsgi against gunicorn, uWSGI and waitress on the same WSGI apps.
+
+Each server runs one Python process with one request thread (see README.md
+for the exact command lines), on a free 127.0.0.1 port, and is measured with
+`wrk -t1 -c16 -d<duration> --latency` over keep-alive connections. For each
+server and scenario it reports requests/s, p50/p99 latency, the CPU time of the
+server's whole process tree per request, and the tree's resident memory. It
+also measures gowsgi's own resident memory with 10 idle apps mounted and the
+time of a no-op reload (SIGHUP with an unchanged config).
+
+Standard library only; installs nothing. Needs the Debian packages wrk,
+gunicorn, uwsgi, uwsgi-plugin-python3, python3-waitress and python3-flask
+(and Go, unless --gowsgi is given).
+
+Usage:
+  /usr/bin/python3 bench/run.py [--duration 10] [--scenarios hello,flask,big,post]
+                                [--servers gowsgi,gunicorn,uwsgi,waitress]
+                                [--python /usr/bin/python3] [--gowsgi PATH] [--json [FILE]]
+"""
+
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+APPS = os.path.join(BENCH, "apps")
+POST_LUA = os.path.join(BENCH, "post1m.lua")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+CONNECTIONS = 16
+WARMUP_SECONDS = 1
+READY_TIMEOUT = 30.0  # seconds a server gets to answer its first request
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+POST_SIZE = 1024 * 1024
+IDLE_APPS = 10
+RELOADS = 5
+
+
+class Scenario:
+    def __init__(self, name, title, module, expect, post=False, needs=None):
+        self.name = name
+        self.title = title
+        self.module = module  # "file:callable" under bench/apps
+        self.expect = expect  # the exact response body
+        self.post = post  # POST a 1 MiB body (wrk script post1m.lua)
+        self.needs = needs  # (python module, Debian package) the app imports
+
+
+SCENARIOS = [
+    Scenario("hello", "hello (plain WSGI)", "hello:application", b"Hello, World!"),
+    Scenario("flask", "hello (Flask)", "flask_hello:application", b"Hello, World!",
+             needs=("flask", "python3-flask")),
+    Scenario("big", "64 KiB response", "big:application", b"x" * 65536),
+    Scenario("post", "1 MiB POST, length echoed", "post_len:application",
+             str(POST_SIZE).encode(), post=True),
+]
+SERVERS = ["gowsgi", "gunicorn", "uwsgi", "waitress"]
+
+
+class BenchError(Exception):
+    """A failure of one server or measurement: reported, and the run goes on."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP to this script: stop like Ctrl-C."""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+# Every process this script starts, so that they are all killed on the way out.
+_children = []
+
+
+def _stat(pid):
+    """Fields of /proc/PID/stat after the command name (index 0 is the state)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()
+
+
+def _start_time(pid):
+    try:
+        return int(_stat(pid)[19])
+    except (OSError, IndexError):
+        return None
+
+
+def process_tree(root):
+    """The root pid and all its live descendants (by parent pid, whatever their group)."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid = int(_stat(name)[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, ()))
+    return out
+
+
+def tree_usage(root):
+    """(CPU seconds, RSS bytes, process count) of the tree.
+
+    CPU is utime+stime of every live process plus cutime+cstime (children it
+    has reaped), so work done by processes that exited is still counted.
+    """
+    ticks = rss = n = 0
+    for pid in process_tree(root):
+        try:
+            f = _stat(pid)
+        except OSError:
+            continue
+        ticks += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        rss += int(f[21]) * PAGE_SIZE
+        n += 1
+    return ticks / CLK_TCK, rss, n
+
+
+def process_rss(pid):
+    """Resident memory of one process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def spawn(cmd, **kw):
+    """Start cmd in a new session (its own process group) and remember it."""
+    p = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+    _children.append(p)
+    return p
+
+
+def kill_tree(p, grace=STOP_GRACE):
+    """SIGTERM p's process group, wait up to grace, then SIGKILL whatever of its tree is left."""
+    tree = [(pid, _start_time(pid)) for pid in process_tree(p.pid)] if p.poll() is None else []
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid, started in tree:
+        # Same start time: the same process, not a reused pid.
+        if started is not None and _start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    if p in _children:
+        _children.remove(p)
+
+
+def kill_all():
+    for p in list(_children):
+        kill_tree(p, grace=2.0)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:]).rstrip()
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ servers
+
+class Env:
+    """What every server start needs: paths, interpreter, tool facts."""
+
+    def __init__(self, args, tmp):
+        self.python = args.python
+        self.gowsgi = args.gowsgi
+        self.tmp = tmp
+        self.uwsgi_socket_opt = None
+        self.waitress_threads = args.waitress_threads
+        self.proc_env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+
+
+def write_gowsgi_config(path, port, apps):
+    """apps: list of (name, module, mount prefix)."""
+    lines = [f'listeners: ["127.0.0.1:{port}"]', "shutdown_timeout: 5s", "apps:"]
+    for name, module, _ in apps:
+        lines.append(f"  {name}: {{module: {json.dumps(module)}, dir: {json.dumps(APPS)}, "
+                     f"python: {json.dumps(ENV.python)}, workers: 1, threads: 1}}")
+    lines.append("mounts:")
+    for name, _, prefix in apps:
+        lines.append(f"  {json.dumps(prefix)}: {name}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def server_command(server, scenario, port):
+    """The command line that serves scenario's app on 127.0.0.1:port."""
+    addr = f"127.0.0.1:{port}"
+    if server == "gowsgi":
+        cfg = os.path.join(ENV.tmp, f"gowsgi-{scenario.name}.yaml")
+        write_gowsgi_config(cfg, port, [(scenario.name, scenario.module, "/")])
+        return [ENV.gowsgi, "-c", cfg, "-log-level", "warn", "-log-format", "json"]
+    if server == "gunicorn":
+        return [ENV.python, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+                "--bind", addr, "--chdir", APPS, "--log-level", "warning", scenario.module]
+    if server == "uwsgi":
+        return ["uwsgi", "--plugin", "python3", ENV.uwsgi_socket_opt, addr,
+                "--master", "--die-on-term", "--processes", "1", "--threads", "1",
+                "--chdir", APPS, "--module", scenario.module, "--need-app",
+                "--disable-logging"]
+    if server == "waitress":
+        return [ENV.python, "-m", "waitress", f"--listen={addr}",
+                f"--threads={ENV.waitress_threads}", scenario.module]
+    raise ValueError(server)
+
+
+def request(port, scenario, timeout=5.0):
+    """One request of the scenario: (status, body)."""
+    data = b"a" * POST_SIZE if scenario.post else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=data,
+                                 method="POST" if scenario.post else "GET")
+    if data is not None:
+        req.add_header("Content-Type", "application/octet-stream")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(p, port, path, logfile, name, probe=None):
+    """Poll until the server answers 200 on path, it exits, or READY_TIMEOUT passes."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while True:
+        if p.poll() is not None:
+            raise BenchError(f"{name} exited with status {p.returncode} before answering "
+                             f"(log {logfile})\n{tail(logfile)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                r.read()
+                if r.status == 200:
+                    return
+                last = f"HTTP {r.status}"
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+        except (OSError, urllib.error.URLError) as e:
+            last = str(getattr(e, "reason", e))
+        if time.monotonic() > deadline:
+            raise BenchError(f"{name} did not answer 200 on {path} within {READY_TIMEOUT:.0f}s "
+                             f"(last: {last}; log {logfile})\n{tail(logfile)}")
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- wrk
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * _UNITS_MS[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    res = {"requests": 0, "rps": 0.0, "avg_ms": None, "p50_ms": None, "p99_ms": None, "non2xx": 0,
+           "socket_errors": {}, "bad_bodies": 0}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(\w+)", out, re.M)
+    if m:
+        res["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"^\s+Latency\s+(\S+)", out, re.M)
+    if m:
+        res["avg_ms"] = _ms(m.group(1))
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.0+)?%\s+(\S+)", out, re.M)
+        if m:
+            res[f"p{pct}_ms"] = _ms(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: (.*)", out)
+    if m:
+        res["socket_errors"] = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", m.group(1))}
+    m = re.search(r"^bad_bodies: (\d+)", out, re.M)
+    if m:
+        res["bad_bodies"] = int(m.group(1))
+    return res
+
+
+def run_wrk(port, scenario, seconds):
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    if scenario.post:
+        cmd += ["-s", POST_LUA]
+    cmd.append(f"http://127.0.0.1:{port}/")
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {seconds + 30}s")
+    finally:
+        if p.poll() is None:
+            kill_tree(p, grace=1.0)
+        elif p in _children:
+            _children.remove(p)
+    if p.returncode != 0:
+        raise BenchError(f"wrk exited with {p.returncode}:\n{out.strip()}")
+    return out
+
+
+def error_summary(res):
+    """A short text of what went wrong in a measurement, or "" if nothing did."""
+    parts = []
+    if res.get("check"):
+        parts.append(res["check"])
+    if res.get("non2xx"):
+        parts.append(f"{res['non2xx']} non-2xx")
+    for k, v in (res.get("socket_errors") or {}).items():
+        if v:
+            parts.append(f"{v} socket {k} errors")
+    if res.get("bad_bodies"):
+        parts.append(f"{res['bad_bodies']} wrong bodies")
+    if res.get("requests") == 0:
+        parts.append("no request completed")
+    busy = res.get("busy_connections")
+    if busy is not None and busy < CONNECTIONS / 2:
+        parts.append(f"only ~{busy:.0f} of {CONNECTIONS} connections served (rps × mean latency): "
+                     "the others starved")
+    return "; ".join(parts)
+
+
+def measure(server, scenario, duration):
+    port = free_port()
+    logfile = os.path.join(ENV.tmp, f"{server}-{scenario.name}.log")
+    cmd = server_command(server, scenario, port)
+    with open(logfile, "w") as lf:
+        p = spawn(cmd, cwd=APPS, stdout=lf, stderr=subprocess.STDOUT, env=ENV.proc_env)
+    try:
+        wait_ready(p, port, "/", logfile, server)
+        status, body = request(port, scenario, timeout=10)
+        check = ""
+        if status != 200 or body != scenario.expect:
+            check = f"check request: HTTP {status}, body {body[:40]!r}"
+        run_wrk(port, scenario, WARMUP_SECONDS)
+        cpu0, _, _ = tree_usage(p.pid)
+        out = run_wrk(port, scenario, duration)
+        cpu1, rss, nproc = tree_usage(p.pid)
+        if p.poll() is not None:
+            raise BenchError(f"{server} exited with {p.returncode} during the run "
+                             f"(log {logfile})\n{tail(logfile)}")
+        res = parse_wrk(out)
+        res.update(
+            server=server, scenario=scenario.name, check=check, command=cmd,
+            cpu_seconds=round(cpu1 - cpu0, 3),
+            cpu_us_per_req=round((cpu1 - cpu0) * 1e6 / res["requests"], 1) if res["requests"] else None,
+            rss_mib=round(rss / 2**20, 1), processes=nproc, wrk_output=out)
+        # Little's law: requests in flight = throughput × mean latency. wrk keeps
+        # one request outstanding on each connection, so this is ~16 when every
+        # connection is served, and ~1 when a server serves one keep-alive
+        # connection at a time while the others wait (their requests never
+        # complete, so they are missing from wrk's latency figures).
+        if res["rps"] and res["avg_ms"] is not None:
+            res["busy_connections"] = round(res["rps"] * res["avg_ms"] / 1000, 2)
+        res["errors"] = error_summary(res)
+        return res
+    finally:
+        kill_tree(p)
+
+
+# ------------------------------------------------- gowsgi memory and reload
+
+def gowsgi_idle_and_reload():
+    """RSS of the gowsgi process with IDLE_APPS idle apps, and no-op reload times."""
+    port = free_port()
+    cfg = os.path.join(ENV.tmp, "gowsgi-idle.yaml")
+    apps = [(f"app{i}", "hello:application", f"/app{i}") for i in range(IDLE_APPS)]
+    write_gowsgi_config(cfg, port, apps)
+    logfile = os.path.join(ENV.tmp, "gowsgi-idle.log")
+    p = spawn([ENV.gowsgi, "-c", cfg, "-log-level", "info", "-log-format", "json"],
+              cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV.proc_env)
+    lines = queue.Queue()
+
+    def reader():
+        with open(logfile, "w") as lf:
+            for raw in p.stderr:
+                text = raw.decode(errors="replace")
+                lf.write(text)
+                lf.flush()
+                try:
+                    lines.put(json.loads(text))
+                except ValueError:
+                    pass
+
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        for _, _, prefix in apps:
+            wait_ready(p, port, prefix + "/", logfile, "gowsgi")
+        host_rss = process_rss(p.pid)
+        _, tree_rss, nproc = tree_usage(p.pid)
+        took = []
+        for _ in range(RELOADS):
+            while not lines.empty():  # forget the lines logged so far
+                lines.get_nowait()
+            os.kill(p.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or p.poll() is not None:
+                    raise BenchError(f"no 'config applied' line within 30s of SIGHUP "
+                                     f"(log {logfile})\n{tail(logfile)}")
+                try:
+                    rec = lines.get(timeout=min(left, 1.0))
+                except queue.Empty:
+                    continue
+                if rec.get("message") == "config applied":
+                    if rec.get("apps_started") or rec.get("apps_stopped") or rec.get("apps_replaced"):
+                        raise BenchError(f"the no-op reload changed apps: {rec}")
+                    took.append(float(rec["took"]))
+                    break
+                if rec.get("level") == "error":
+                    raise BenchError(f"reload failed: {rec}")
+        return {
+            "apps": IDLE_APPS,
+            "host_rss_mib": round(host_rss / 2**20, 1),
+            "tree_rss_mib": round(tree_rss / 2**20, 1),
+            "tree_processes": nproc,
+            "reload_took_ms": took,
+            "reload_median_ms": round(statistics.median(took), 3),
+        }
+    finally:
+        kill_tree(p)
+
+
+# ------------------------------------------------------------ setup checks
+
+def run_quiet(cmd, timeout=30, **kw):
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=timeout, **kw)
+        return r.returncode, r.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return -1, str(e)
+
+
+def py_has(module):
+    return run_quiet([ENV.python, "-c", f"import {module}"])[0] == 0
+
+
+def check_tools(servers, scenarios, need_go):
+    """Debian packages (or tools) that are missing for this run."""
+    missing = []
+    if not shutil.which("wrk"):
+        missing.append("wrk")
+    if "gunicorn" in servers and not py_has("gunicorn"):
+        missing.append("gunicorn")
+    if "uwsgi" in servers:
+        if not shutil.which("uwsgi"):
+            missing += ["uwsgi", "uwsgi-plugin-python3"]
+        elif run_quiet(["uwsgi", "--need-plugin", "python3", "--version"])[0] != 0:
+            missing.append("uwsgi-plugin-python3")
+    if "waitress" in servers and not py_has("waitress"):
+        missing.append("python3-waitress")
+    for s in scenarios:
+        if s.needs and not py_has(s.needs[0]):
+            missing.append(s.needs[1])
+    if need_go and not shutil.which("go"):
+        missing.append("golang-go (or pass --gowsgi PATH)")
+    return missing
+
+
+def versions(servers):
+    v = {"python": run_quiet([ENV.python, "-c", "import sys; print(sys.version.split()[0])"])[1]}
+    meta = "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))"
+    if "gunicorn" in servers:
+        v["gunicorn"] = run_quiet([ENV.python, "-c", meta, "gunicorn"])[1]
+    if "uwsgi" in servers:
+        v["uwsgi"] = run_quiet(["uwsgi", "--version"])[1]
+    if "waitress" in servers:
+        v["waitress"] = run_quiet([ENV.python, "-c", meta, "waitress"])[1]
+    v["flask"] = run_quiet([ENV.python, "-c", meta, "flask"])[1]
+    v["wrk"] = run_quiet(["wrk", "-v"])[1].splitlines()[0].split(" Copyright")[0] if shutil.which("wrk") else ""
+    return v
+
+
+def build_gowsgi(tmp):
+    out = os.path.join(tmp, "gowsgi")
+    log(f"building gowsgi: go build -o {out} ./cmd/gowsgi (in {REPO})")
+    rc, text = run_quiet(["go", "build", "-o", out, "./cmd/gowsgi"], timeout=600, cwd=REPO)
+    if rc != 0:
+        raise BenchError(f"go build failed:\n{text}")
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+def fmt(x, digits=1):
+    if x is None:
+        return "–"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def server_label(server):
+    if server == "uwsgi":
+        return f"uwsgi ({ENV.uwsgi_socket_opt.lstrip('-')})"
+    if server == "waitress" and ENV.waitress_threads != 1:
+        return f"waitress (threads={ENV.waitress_threads})"
+    return server
+
+
+def table(results, scenarios, servers):
+    head = ["scenario", "server", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RSS MiB",
+            "gowsgi rps ÷ server rps", "server CPU ÷ gowsgi CPU", "errors"]
+    rows = ["| " + " | ".join(head) + " |",
+            "|" + "|".join(["---", "---"] + ["---:"] * 7 + ["---"]) + "|"]
+    by = {(r["scenario"], r["server"]): r for r in results}
+    for sc in scenarios:
+        g = by.get((sc.name, "gowsgi"))
+        g_ok = g is not None and not g.get("failed") and g.get("rps")
+        for sv in servers:
+            r = by.get((sc.name, sv))
+            if r is None:
+                continue
+            if r.get("failed"):
+                rows.append(f"| {sc.title} | {server_label(sv)} | – | – | – | – | – | – | – | "
+                            f"**FAILED**: {r['failed']} |")
+                continue
+            rps_ratio = cpu_ratio = "–"
+            if g_ok and r.get("rps"):
+                rps_ratio = f"{g['rps'] / r['rps']:.2f}×"
+            if g_ok and g.get("cpu_us_per_req") and r.get("cpu_us_per_req") is not None:
+                cpu_ratio = f"{r['cpu_us_per_req'] / g['cpu_us_per_req']:.2f}×"
+            err = f"⚠ {r['errors']}" if r["errors"] else "0"
+            rows.append(f"| {sc.title} | {server_label(sv)} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                        f"{fmt(r['p99_ms'], 2)} | {fmt(r['cpu_us_per_req'])} | {fmt(r['rss_mib'])} | "
+                        f"{rps_ratio} | {cpu_ratio} | {err} |")
+    return "\n".join(rows)
+
+
+def notes(args, servers, info):
+    n = [f"wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency, keep-alive, after a {WARMUP_SECONDS}s "
+         f"warm-up; every server runs 1 Python process with 1 request thread "
+         f"({info['versions'].get('python', '?')} at {ENV.python}). "
+         f"Machine: {os.cpu_count()} CPUs shared by wrk and the server, so req/s is partly the "
+         f"machine's; CPU µs/req (all processes of the server) is the server's own cost."]
+    if "gunicorn" in servers:
+        n.append(f"gunicorn {info['versions'].get('gunicorn', '')}: `-w 1` sync worker; the sync worker "
+                 "does not do keep-alive, so it closes the connection after every response and wrk reconnects.")
+    if "uwsgi" in servers:
+        n.append(f"uwsgi {info['versions'].get('uwsgi', '')}: `{ENV.uwsgi_socket_opt}` "
+                 "`--plugin python3 --master --processes 1 --threads 1 --disable-logging`; its CPU and RSS "
+                 "include the master process. The python3 plugin embeds Debian's Python, whatever --python says.")
+        if ENV.uwsgi_socket_opt == "--http11-socket":
+            n[-1] += (" With `--http11-socket` and one single-threaded process, uwsgi keeps reading the keep-alive "
+                      "connection it is serving and leaves the others waiting, so its figures describe ~1 "
+                      "connection, not 16 (flagged in the errors column); `--uwsgi-socket http-socket` "
+                      "serves every connection, one request per connection.")
+        else:
+            n[-1] += (" `--http-socket` closes the connection after every response without saying so (no "
+                      "keep-alive): wrk counts a socket read error each time, then reconnects.")
+    if "waitress" in servers:
+        w = (f"waitress {info['versions'].get('waitress', '')}: `--threads={ENV.waitress_threads}`; waitress "
+             "always adds its own I/O thread (asyncore loop) that reads requests and writes responses.")
+        if ENV.waitress_threads != 1:
+            w += (f" threads={ENV.waitress_threads} instead of 1: waitress is multi-threaded by design, "
+                  "so it runs more than one request at a time, unlike the others.")
+        n.append(w)
+    n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`; CPU and RSS include the Go host and its worker.")
+    n.append("errors: non-2xx responses, wrk socket errors (connect/read/write/timeout), wrong response "
+             "bodies (post scenario, checked by post1m.lua) and a failed check request before the run; "
+             "⚠ marks a row with any.")
+    return "\n".join(f"{i}. {t}" for i, t in enumerate(n, 1))
+
+
+# -------------------------------------------------------------------- main
+
+ENV = None
+
+
+def parse_duration(text):
+    m = re.fullmatch(r"\s*(\d+)\s*s?\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(1)) > 600:
+        raise argparse.ArgumentTypeError("a whole number of seconds from 1 to 600, like 10 or 10s")
+    return int(m.group(1))
+
+
+def parse_list(allowed):
+    def parse(text):
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in items if x not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)} (comma-separated)")
+        return [x for x in allowed if x in items]
+    return parse
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def main():
+    global ENV
+    ap = argparse.ArgumentParser(description="Benchmark gowsgi against gunicorn, uWSGI and waitress.")
+    ap.add_argument("--duration", type=parse_duration, default=10, metavar="SECONDS",
+                    help="length of each measured wrk run (default 10)")
+    ap.add_argument("--scenarios", type=parse_list([s.name for s in SCENARIOS]),
+                    default=[s.name for s in SCENARIOS],
+                    help="comma-separated subset of: " + ",".join(s.name for s in SCENARIOS))
+    ap.add_argument("--servers", type=parse_list(SERVERS), default=SERVERS,
+                    help="comma-separated subset of: " + ",".join(SERVERS))
+    ap.add_argument("--python", default="/usr/bin/python3",
+                    help="interpreter for the apps of every server (default /usr/bin/python3)")
+    ap.add_argument("--gowsgi", metavar="PATH", help="use this gowsgi binary instead of building one")
+    ap.add_argument("--waitress-threads", type=int, default=1, metavar="N",
+                    help="waitress --threads (default 1)")
+    ap.add_argument("--uwsgi-socket", choices=["auto", "http11-socket", "http-socket"], default="auto",
+                    help="uwsgi's HTTP option: auto (default) takes --http11-socket (keep-alive) if this "
+                         "uwsgi has it, else --http-socket (one request per connection)")
+    ap.add_argument("--no-idle", action="store_true",
+                    help="skip the gowsgi idle-memory and reload measurement")
+    ap.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                    help="dump raw results as JSON to FILE; without FILE, to stdout (the table then goes to stderr)")
+    args = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+
+    scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
+    servers = args.servers
+    tmp = tempfile.mkdtemp(prefix="gowsgi-bench-")
+    ENV = Env(args, tmp)
+    if ENV.gowsgi:
+        ENV.gowsgi = os.path.abspath(ENV.gowsgi)
+    need_gowsgi = "gowsgi" in servers or not args.no_idle
+    keep_tmp = False
+    try:
+        missing = check_tools(servers, scenarios, need_go=need_gowsgi and not args.gowsgi)
+        if missing:
+            pkgs = [m for m in missing if " " not in m]
+            log("bench/run.py: missing: " + ", ".join(missing))
+            if pkgs:
+                log("install them with: apt-get install " + " ".join(pkgs))
+            log(f"(gunicorn, waitress and flask must be importable by --python {ENV.python})")
+            return 2
+        if need_gowsgi and args.gowsgi and not os.access(ENV.gowsgi, os.X_OK):
+            log(f"bench/run.py: --gowsgi {args.gowsgi} is not an executable file")
+            return 2
+        if "uwsgi" in servers:
+            help_text = run_quiet(["uwsgi", "--help"])[1]
+            if args.uwsgi_socket == "auto":
+                ENV.uwsgi_socket_opt = "--http11-socket" if "--http11-socket" in help_text else "--http-socket"
+            elif "--" + args.uwsgi_socket in help_text:
+                ENV.uwsgi_socket_opt = "--" + args.uwsgi_socket
+            else:
+                log(f"bench/run.py: this uwsgi has no --{args.uwsgi_socket} option")
+                return 2
+        if need_gowsgi and not ENV.gowsgi:
+            ENV.gowsgi = build_gowsgi(tmp)
+
+        info = {"duration_s": args.duration, "connections": CONNECTIONS, "wrk_threads": 1,
+                "warmup_s": WARMUP_SECONDS, "cpus": os.cpu_count(), "python": ENV.python,
+                "gowsgi": ENV.gowsgi, "versions": versions(servers),
+                "uwsgi_socket_option": ENV.uwsgi_socket_opt, "waitress_threads": ENV.waitress_threads}
+        results = []
+        for sc in scenarios:
+            for sv in servers:
+                log(f"{sc.name} × {sv}: measuring for {args.duration}s")
+                try:
+                    r = measure(sv, sc, args.duration)
+                    log(f"  {r['rps']:.0f} req/s, p50 {fmt(r['p50_ms'], 2)} ms, p99 {fmt(r['p99_ms'], 2)} ms, "
+                        f"{fmt(r['cpu_us_per_req'])} µs CPU/req, {r['rss_mib']} MiB"
+                        + (f"  ⚠ {r['errors']}" if r["errors"] else ""))
+                except BenchError as e:
+                    log(f"  FAILED: {e}")
+                    r = {"server": sv, "scenario": sc.name, "failed": str(e).splitlines()[0],
+                         "detail": str(e)}
+                results.append(r)
+
+        idle = None
+        if not args.no_idle:
+            log(f"gowsgi: {IDLE_APPS} idle apps, {RELOADS} no-op reloads")
+            try:
+                idle = gowsgi_idle_and_reload()
+            except BenchError as e:
+                log(f"  FAILED: {e}")
+                idle = {"failed": str(e)}
+
+        out = sys.stderr if args.json == "-" else sys.stdout
+        print(table(results, scenarios, servers), file=out)
+        print("", file=out)
+        print(notes(args, servers, info), file=out)
+        if idle is not None:
+            print("", file=out)
+            if idle.get("failed"):
+                print(f"gowsgi idle memory / reload: **FAILED**: {idle['failed'].splitlines()[0]}", file=out)
+            else:
+                print(f"gowsgi host RSS with {idle['apps']} idle apps mounted (gowsgi process only, workers "
+                      f"excluded): **{idle['host_rss_mib']} MiB** (whole tree with its "
+                      f"{idle['tree_processes'] - 1} workers: {idle['tree_rss_mib']} MiB)", file=out)
+                took = ", ".join(f"{t:.3f}" for t in idle["reload_took_ms"])
+                print(f"gowsgi no-op reload (SIGHUP, unchanged config, {idle['apps']} apps), `took` of the "
+                      f"`config applied` log line: **median {idle['reload_median_ms']:.3f} ms** "
+                      f"(runs: {took} ms)", file=out)
+        out.flush()
+        if args.json:
+            dump = {"info": info, "results": results, "gowsgi_idle": idle}
+            if args.json == "-":
+                json.dump(dump, sys.stdout, indent=2)
+                print()
+            else:
+                with open(args.json, "w") as f:
+                    json.dump(dump, f, indent=2)
+                    f.write("\n")
+        failed = any(r.get("failed") for r in results) or (idle or {}).get("failed")
+        if failed:
+            keep_tmp = True
+            log(f"bench/run.py: some measurements failed; their logs are kept in {tmp}")
+        return 1 if failed else 0
+    except BenchError as e:
+        log(f"bench/run.py: {e}")
+        keep_tmp = True
+        return 1
+    except (KeyboardInterrupt, Terminated):
+        log("bench/run.py: interrupted; stopping the servers")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        kill_all()
+        if not keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

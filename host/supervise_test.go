@@ -1,0 +1,382 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// background runs requests against path until the test ends and fails the
+// test if any of them did not get 200: the bystander app that must not
+// notice what happens to its neighbour.
+func (th *testHost) background(path string) {
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var n, failed atomic.Int64
+	var first atomic.Value
+	client := &http.Client{Transport: &http.Transport{}}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				resp, err := client.Get(th.URL + path)
+				n.Add(1)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						continue
+					}
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				failed.Add(1)
+				first.CompareAndSwap(nil, err.Error())
+			}
+		}()
+	}
+	th.t.Cleanup(func() {
+		stop()
+		wg.Wait()
+		client.CloseIdleConnections()
+		if failed.Load() > 0 {
+			th.t.Errorf("bystander %s: %d of %d requests failed; first: %v", path, failed.Load(), n.Load(), first.Load())
+		}
+		if n.Load() == 0 {
+			th.t.Errorf("bystander %s: no request completed", path)
+		}
+	})
+}
+
+const superviseConfig = `
+listeners: ["127.0.0.1:0"]
+apps:
+  victim: {module: basic, dir: {{apps}}, python: {{python}}, timeout: 1s}
+  bystander: {module: basic, dir: {{apps}}, python: {{python}}, workers: 2}
+mounts:
+  "/": victim
+  "/other": bystander
+`
+
+func TestCrashedWorkerIsReplaced(t *testing.T) {
+	th := startHost(t, superviseConfig)
+	th.background("/other/pid")
+	before := th.Pids("victim")
+	if code, _ := th.get("/crash"); code != 502 {
+		t.Errorf("request whose worker died: %d, want 502", code)
+	}
+	waitFor(t, func() bool {
+		p := th.Pids("victim")
+		return len(p) == 1 && p[0] != before[0]
+	}, "a new worker")
+	if code, body := th.get("/pid"); code != 200 || body == fmt.Sprint(before[0]) {
+		t.Errorf("after the crash: %d %q", code, body)
+	}
+	if !strings.Contains(th.Logs.String(), "worker died; restarting it") {
+		t.Error("the crash is not in the log")
+	}
+}
+
+func TestCrashLoopAnswers503(t *testing.T) {
+	dir := t.TempDir()
+	// Loads fine the first time, then every restart dies at import.
+	os.WriteFile(filepath.Join(dir, "flaky.py"), []byte(`
+import os
+marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started")
+if os.path.exists(marker):
+    os._exit(3)
+open(marker, "w").close()
+def application(environ, start_response):
+    os._exit(1)
+`), 0o644)
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  flaky: {module: flaky, dir: `+dir+`, python: {{python}}}
+  bystander: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": flaky
+  "/other": bystander
+`)
+	th.background("/other/pid")
+	if code, _ := th.get("/"); code != 502 {
+		t.Errorf("crashing request: %d, want 502", code)
+	}
+	var code int
+	var body string
+	waitFor(t, func() bool { code, body = th.get("/"); return code == 503 }, "503 while the app crash-loops")
+	if !strings.Contains(body, "keeps crashing") {
+		t.Errorf("503 body %q", body)
+	}
+	if !strings.Contains(th.Logs.String(), "waiting before the next start") {
+		t.Error("the back-off is not logged")
+	}
+}
+
+func TestTimeout504(t *testing.T) {
+	th := startHost(t, superviseConfig)
+	th.background("/other/pid")
+	before := th.Pids("victim")
+	code, _ := th.get("/hang")
+	if code != 504 {
+		t.Errorf("hanging request: %d, want 504", code)
+	}
+	logs := th.Logs.String()
+	var line string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "request timed out") {
+			line = l
+		}
+	}
+	for _, want := range []string{`"app":"victim"`, `"method":"GET"`, `"path":"/hang"`, fmt.Sprintf(`"pid":%d`, before[0]), `"duration":`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("timeout log line lacks %s: %s", want, line)
+		}
+	}
+	waitFor(t, func() bool { p := th.Pids("victim"); return len(p) == 1 && p[0] != before[0] }, "the hung worker to be replaced")
+	if code, _ := th.get("/pid"); code != 200 {
+		t.Errorf("after the timeout: %d", code)
+	}
+}
+
+func TestMaxRequestsRecycles(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}, max_requests: 3}
+mounts:
+  "/": app
+`)
+	pids := map[string]int{}
+	for range 9 {
+		code, body := th.get("/pid")
+		if code != 200 {
+			t.Fatalf("GET /pid = %d during recycling", code)
+		}
+		pids[body]++
+	}
+	if len(pids) != 3 {
+		t.Errorf("9 requests with max_requests 3 were served by %d workers: %v", len(pids), pids)
+	}
+	for pid, n := range pids {
+		if n != 3 {
+			t.Errorf("worker %s served %d requests", pid, n)
+		}
+	}
+	if !strings.Contains(th.Logs.String(), `"reason":"max_requests"`) {
+		t.Error("recycling is not logged")
+	}
+}
+
+func TestMaxRSSRecycles(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}, max_rss: 100MiB}
+  bystander: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+  "/other": bystander
+`)
+	th.background("/other/pid")
+	before := th.Pids("app")
+	if code, body := th.get("/leak?mb=20"); code != 200 {
+		t.Fatalf("small leak: %d %q", code, body)
+	}
+	if p := th.Pids("app"); p[0] != before[0] {
+		t.Fatalf("recycled below max_rss")
+	}
+	if code, body := th.get("/leak?mb=150"); code != 200 {
+		t.Errorf("the request that passed max_rss must still succeed: %d %q", code, body)
+	}
+	waitFor(t, func() bool { p := th.Pids("app"); return len(p) == 1 && p[0] != before[0] }, "the leaking worker to be recycled")
+	if !strings.Contains(th.Logs.String(), `"reason":"max_rss"`) {
+		t.Error("max_rss recycling is not logged")
+	}
+}
+
+func TestQueueFullAndTimeout(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  one: {module: basic, dir: {{apps}}, python: {{python}}, queue: 1, queue_timeout: 30s}
+  quick: {module: basic, dir: {{apps}}, python: {{python}}, queue: 5, queue_timeout: 200ms}
+mounts:
+  "/": one
+  "/quick": quick
+`)
+	for _, c := range []struct {
+		prefix   string
+		queued   bool // a second request waits (queue: 1) instead of timing out
+		fullCode int
+	}{{"", true, 503}, {"/quick", false, 0}} {
+		meet := t.TempDir()
+		held := make(chan string, 1)
+		go func() {
+			_, body := th.get(c.prefix + "/rendezvous?dir=" + meet + "&me=a&peer=b")
+			held <- body
+		}()
+		waitFor(t, func() bool { _, err := os.Stat(filepath.Join(meet, "a")); return err == nil }, "the worker to be busy")
+		if c.queued {
+			second := make(chan int, 1)
+			go func() { code, _ := th.get("/pid"); second <- code }()
+			waitFor(t, func() bool { return th.queued("one") == 1 }, "the second request to queue")
+			resp, err := http.Get(th.URL + "/pid")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("beyond the queue: %d Retry-After=%q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			os.WriteFile(filepath.Join(meet, "b"), nil, 0o644)
+			if code := <-second; code != 200 {
+				t.Errorf("queued request: %d, want 200", code)
+			}
+		} else {
+			code, body := th.get(c.prefix + "/pid")
+			if code != 503 || !strings.Contains(body, "timed out waiting") {
+				t.Errorf("after queue_timeout: %d %q", code, body)
+			}
+			os.WriteFile(filepath.Join(meet, "b"), nil, 0o644)
+		}
+		if body := <-held; !strings.HasPrefix(body, "met") {
+			t.Errorf("held request: %q", body)
+		}
+	}
+}
+
+// queued counts the requests waiting for a worker of app.
+func (th *testHost) queued(app string) int {
+	th.mu.Lock()
+	rt := th.apps[app]
+	th.mu.Unlock()
+	rt.pool.mu.Lock()
+	defer rt.pool.mu.Unlock()
+	return len(rt.pool.waiters)
+}
+
+func TestBadInput(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+limits:
+  max_body: 1KiB
+  max_header_bytes: 4KiB
+`)
+	addr := strings.TrimPrefix(th.URL, "http://")
+	raw := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, req)
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+	tests := []struct{ name, req, status string }{
+		{"malformed request line", "GARBAGE\r\n\r\n", "HTTP/1.1 400"},
+		{"bad header", "GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", "HTTP/1.1 400"},
+		{"headers too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", "HTTP/1.1 431"},
+		{"declared body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n", "HTTP/1.1 413"},
+		{"chunked body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("b", 2048) + "\r\n0\r\n\r\n", "HTTP/1.1 413"},
+		{"body within the limit", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n" + strings.Repeat("c", 1024), "HTTP/1.1 200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := raw(tt.req); !strings.HasPrefix(got, tt.status) {
+				t.Errorf("got %q, want %s", got, tt.status)
+			}
+		})
+	}
+	// Only the one good request reached a worker.
+	if n := strings.Count(th.Logs.String(), `"message":"request done"`); n != 1 {
+		t.Errorf("%d requests reached the app, want 1", n)
+	}
+	if strings.Contains(th.Logs.String(), `"level":"error"`) {
+		t.Errorf("bad input logged as an error:\n%s", th.Logs.String())
+	}
+}
+
+// TestClientGoneFreesWorker: a client that leaves in the middle of a long
+// streaming response frees its worker (the app's iterable is closed) for
+// the next request.
+func TestClientGoneFreesWorker(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}, timeout: 1h}
+mounts:
+  "/": app
+`)
+	c, err := net.Dial("tcp", strings.TrimPrefix(th.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /stream?n=100000&delay=0.01 HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("stream: %q", line)
+	}
+	c.Close()
+	// With one worker, this is only served once the stream has stopped.
+	if code, _ := th.get("/pid"); code != 200 {
+		t.Errorf("after the client left: %d", code)
+	}
+}
+
+// TestSlowloris: hundreds of connections trickling their headers do not
+// stop a normal client from being served.
+func TestSlowloris(t *testing.T) {
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+`)
+	addr := strings.TrimPrefix(th.URL, "http://")
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+			for i := 0; ctx.Err() == nil && i < 1000; i++ {
+				if _, err := fmt.Fprintf(c, "X-%d: y\r\n", i); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	defer func() { stop(); wg.Wait() }()
+	time.Sleep(200 * time.Millisecond) // let the trickling connections open
+	for i := range 20 {
+		if code, body := th.get("/"); code != 200 || body != "basic ok" {
+			t.Fatalf("normal request %d beside slowloris: %d %q", i, code, body)
+		}
+	}
+}
