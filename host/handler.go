@@ -2,7 +2,6 @@ package host
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -126,9 +125,7 @@ func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime,
 			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), app.def.Timeout)
-		retry := h.relay(w, r, ctx, app, call, pr.p, start)
-		cancel()
+		retry := h.relay(w, r, app, call, pr.p, start)
 		call.Abandon()
 		if !retry {
 			return
@@ -192,21 +189,35 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*requestBody, 
 
 // relay copies the worker's response frames to the client. It reports
 // whether the request never started and should be sent to another worker.
-func (h *Host) relay(w http.ResponseWriter, r *http.Request, ctx context.Context, app *appRuntime, call *worker.Call, p *worker.Process, start time.Time) (retry bool) {
+func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, call *worker.Call, p *worker.Process, start time.Time) (retry bool) {
 	started := false
 	head := r.Method == http.MethodHead
 	flusher, _ := w.(http.Flusher)
+	timeout := app.def.Timeout
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	for {
-		f, err := call.Next(ctx.Done())
+		f, err := call.Next(r.Context().Done(), timer.C)
+		if errors.Is(err, worker.ErrWaitTimedOut) {
+			// The clock runs from when the worker could start the request,
+			// not from when it was queued behind others on the worker.
+			if at := call.StartedAt(); at.IsZero() || time.Since(at) < timeout {
+				if at.IsZero() {
+					at = time.Now()
+				}
+				timer.Reset(timeout - time.Since(at))
+				continue
+			}
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, worker.ErrNotStarted):
 				return true
-			case r.Context().Err() != nil:
+			case errors.Is(err, worker.ErrCanceled):
 				return false // the client went away
-			case ctx.Err() != nil:
+			case errors.Is(err, worker.ErrWaitTimedOut):
 				h.log.Error().Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Int("pid", p.Pid).
-					Dur("duration", time.Since(start)).Dur("timeout", app.def.Timeout).
+					Dur("duration", time.Since(call.StartedAt())).Dur("timeout", timeout).
 					Msg("request timed out; killing the worker")
 				p.Kill()
 				if !started {

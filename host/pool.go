@@ -272,15 +272,46 @@ func (pl *pool) acquire(done <-chan struct{}) (*proc, error) {
 	return nil, err
 }
 
-// pickLocked returns the live process with the fewest requests, if it has room.
+// pipelineDepth is how many requests beyond its threads a busy worker may
+// be sent, when no worker is idle: they wait on the worker's socket and go
+// in and out with the requests before them, in the same system calls.
+const pipelineDepth = 4
+
+// pipelineWindow: a busy worker gets pipelined requests only while the
+// oldest request it is running started less than this long ago, so that
+// requests do not queue behind a long one on one worker while another
+// worker may free up first. A variable for tests.
+var pipelineWindow = 10 * time.Millisecond
+
+// pickLocked returns the live process with the fewest requests, if it has
+// room: an idle thread first, else a place in the pipeline of a worker
+// that is busy with short requests.
 func (pl *pool) pickLocked() *proc {
 	var best *proc
 	for _, s := range pl.slots {
-		if pr := s.cur; pr != nil && !pr.retiring && pr.inflight < pl.perWorker && (best == nil || pr.inflight < best.inflight) {
+		if pr := s.cur; pr != nil && !pr.retiring && (best == nil || pr.inflight < best.inflight) {
 			best = pr
 		}
 	}
-	return best
+	switch {
+	case best == nil:
+		return nil
+	case best.inflight < pl.perWorker:
+		return best
+	case best.inflight >= pl.perWorker+pipelineDepth:
+		return nil
+	}
+	var fresh *proc
+	for _, s := range pl.slots {
+		pr := s.cur
+		if pr == nil || pr.retiring || pr.inflight >= pl.perWorker+pipelineDepth || (fresh != nil && pr.inflight >= fresh.inflight) {
+			continue
+		}
+		if at := pr.p.OldestStart(); !at.IsZero() && time.Since(at) < pipelineWindow {
+			fresh = pr
+		}
+	}
+	return fresh
 }
 
 // crashLoopingLocked reports whether no worker is up and every slot is
@@ -352,9 +383,16 @@ func (pl *pool) recycle(pr *proc, reason string) {
 	}
 }
 
-// dispatchLocked hands a process to queued requests while it has room.
+// dispatchLocked hands a process to queued requests while it has an idle
+// thread or, if it is busy with short requests, room in its pipeline.
 func (pl *pool) dispatchLocked(pr *proc) {
-	for len(pl.waiters) > 0 && pr.inflight < pl.perWorker {
+	limit := pl.perWorker
+	if len(pl.waiters) > 0 && pr.inflight >= pl.perWorker {
+		if at := pr.p.OldestStart(); at.IsZero() || time.Since(at) < pipelineWindow {
+			limit += pipelineDepth
+		}
+	}
+	for len(pl.waiters) > 0 && pr.inflight < limit {
 		w := pl.waiters[0]
 		pl.waiters = pl.waiters[1:]
 		pr.inflight++

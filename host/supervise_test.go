@@ -205,7 +205,15 @@ mounts:
 	}
 }
 
+// setPipelineWindow sets pipelineWindow for one test.
+func setPipelineWindow(t *testing.T, d time.Duration) {
+	old := pipelineWindow
+	pipelineWindow = d
+	t.Cleanup(func() { pipelineWindow = old })
+}
+
 func TestQueueFullAndTimeout(t *testing.T) {
+	setPipelineWindow(t, 0) // nothing is pipelined onto the busy worker
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:
@@ -379,4 +387,97 @@ mounts:
 			t.Fatalf("normal request %d beside slowloris: %d %q", i, code, body)
 		}
 	}
+}
+
+// TestPipelinedRequestsSurviveACrash: requests sent to a worker behind the
+// one it is running have not started when the worker dies; they are served
+// by its replacement, and only the running one gets 502.
+func TestPipelinedRequestsSurviveACrash(t *testing.T) {
+	setPipelineWindow(t, time.Hour) // always pipeline onto the busy worker
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+`)
+	meet := t.TempDir()
+	first := make(chan int, 1)
+	go func() {
+		code, _ := th.get("/crash-when?dir=" + meet)
+		first <- code
+	}()
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(meet, "waiting")); return err == nil }, "the first request to run")
+	const n = 3
+	codes := make(chan string, n)
+	for range n {
+		go func() {
+			code, body := th.get("/pid")
+			codes <- fmt.Sprint(code, " ", body)
+		}()
+	}
+	waitFor(t, func() bool { return th.inflight("app") == 1+n }, "the requests to be pipelined")
+	os.WriteFile(filepath.Join(meet, "go"), nil, 0o644)
+	if code := <-first; code != 502 {
+		t.Errorf("the request that crashed its worker: %d, want 502", code)
+	}
+	for range n {
+		if got := <-codes; !strings.HasPrefix(got, "200 ") {
+			t.Errorf("pipelined request behind the crash: %s, want 200 from the new worker", got)
+		}
+	}
+}
+
+// TestPipeliningUnderLoad: many concurrent short requests on one worker
+// all succeed, in order per connection, with pipelining on.
+func TestPipeliningUnderLoad(t *testing.T) {
+	setPipelineWindow(t, time.Hour)
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+`)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for c := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				want := fmt.Sprintf("c%d-%d", c, i)
+				resp, err := http.Post(th.URL+"/echo", "text/plain", strings.NewReader(want))
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != want {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Errorf("%d of 800 pipelined requests failed or got another's response", bad.Load())
+	}
+}
+
+// inflight counts the requests sent to app's workers and not finished.
+func (th *testHost) inflight(app string) int {
+	th.mu.Lock()
+	rt := th.apps[app]
+	th.mu.Unlock()
+	rt.pool.mu.Lock()
+	defer rt.pool.mu.Unlock()
+	n := 0
+	for _, s := range rt.pool.slots {
+		if s.cur != nil {
+			n += s.cur.inflight
+		}
+	}
+	return n
 }

@@ -2,17 +2,14 @@ package worker
 
 import (
 	"bufio"
-	"cmp"
 	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,10 +86,16 @@ type Process struct {
 	// Pid is the worker's process id.
 	Pid int
 
-	wmu sync.Mutex // serializes writes to conn
+	wmu      sync.Mutex // guards the write state below
+	wcond    *sync.Cond // signalled when flushing ends
+	wbuf     []byte     // bytes queued for the worker
+	wspare   []byte     // the other buffer, reused
+	flushing bool       // a goroutine is writing to conn
+	werr     error
 
 	mu     sync.Mutex
 	calls  map[uint32]*Call
+	order  []*Call // unfinished calls, oldest first
 	nextID uint32
 	dead   bool
 	closed bool // Close was called: no new requests
@@ -159,6 +162,7 @@ func Start(spec *Spec) (*Process, error) {
 		return nil, fmt.Errorf("app %q: start %s: %w", spec.App, python, err)
 	}
 	p := &Process{spec: spec, cmd: cmd, conn: conn, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
+	p.wcond = sync.NewCond(&p.wmu)
 	log := spec.Log.With().Str("app", spec.App).Int("pid", p.Pid).Logger()
 	go func() {
 		sc := bufio.NewScanner(outR)
@@ -208,6 +212,10 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // ExitErr is how the process ended; valid after Exited is closed.
 func (p *Process) ExitErr() error { return p.waitErr }
 
+// largeWrite is the size past which a request is written directly instead
+// of being copied into the shared write buffer.
+const largeWrite = 64 << 10
+
 // Send starts a request: env from Environ.Bytes, and the whole body, in
 // memory (body) or, if bodyFile is not nil, in bodyFile from offset 0 with
 // bodyLen bytes. onDone runs exactly once, from another goroutine, when
@@ -230,21 +238,21 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	}
 	c := &Call{ID: p.nextID, p: p, wake: make(chan struct{}, 1), onDone: onDone}
 	p.calls[c.ID] = c
+	p.order = append(p.order, c)
+	if len(p.order) <= p.threads() {
+		c.startedAt = time.Now()
+	}
 	p.mu.Unlock()
 
 	var hdr [HeaderSize + 4]byte
 	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
 	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
-	bufs := net.Buffers{hdr[:], env}
-	if bodyFile == nil && len(body) > 0 {
-		bufs = append(bufs, body)
+	var err error
+	if bodyFile != nil || bodyLen > largeWrite {
+		err = p.writeLarge(net.Buffers{hdr[:], env, body}, bodyFile, bodyLen)
+	} else {
+		err = p.write(hdr[:], env, body)
 	}
-	p.wmu.Lock()
-	_, err := bufs.WriteTo(p.conn)
-	if err == nil && bodyFile != nil {
-		_, err = io.Copy(p.conn, io.NewSectionReader(bodyFile, 0, bodyLen))
-	}
-	p.wmu.Unlock()
 	if err != nil {
 		// A partial frame: the stream is unusable. The read loop sees the
 		// connection die and finishes every call.
@@ -253,21 +261,87 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	return c, nil
 }
 
+func (p *Process) threads() int { return max(p.spec.Threads, 1) }
+
+// write queues bytes for the worker. Concurrent writers are coalesced:
+// whoever finds no write in progress writes everything queued so far, so
+// under load many requests go out in one system call.
+func (p *Process) write(parts ...[]byte) error {
+	p.wmu.Lock()
+	for _, b := range parts {
+		p.wbuf = append(p.wbuf, b...)
+	}
+	if p.flushing {
+		err := p.werr
+		p.wmu.Unlock()
+		return err
+	}
+	p.flushing = true
+	return p.flushLocked()
+}
+
+// writeLarge writes a large request directly (with writev, and the body
+// file with copy_file_range/sendfile where the kernel can), after what is
+// queued, without copying it into the shared buffer.
+func (p *Process) writeLarge(bufs net.Buffers, file *os.File, n int64) error {
+	p.wmu.Lock()
+	for p.flushing {
+		p.wcond.Wait()
+	}
+	p.flushing = true
+	pending := p.wbuf
+	p.wbuf = nil
+	err := p.werr
+	p.wmu.Unlock()
+	if err == nil {
+		all := append(net.Buffers{pending}, bufs...)
+		_, err = all.WriteTo(p.conn)
+	}
+	if err == nil && file != nil {
+		_, err = io.Copy(p.conn, io.NewSectionReader(file, 0, n))
+	}
+	p.wmu.Lock()
+	if err != nil && p.werr == nil {
+		p.werr = err
+	}
+	return p.flushLocked()
+}
+
+// flushLocked writes the queued bytes until none are left, then gives up
+// the writer role. p.wmu is held on entry and released on return.
+func (p *Process) flushLocked() error {
+	for len(p.wbuf) > 0 && p.werr == nil {
+		buf := p.wbuf
+		p.wbuf = p.wspare[:0]
+		p.wmu.Unlock()
+		_, err := p.conn.Write(buf)
+		p.wmu.Lock()
+		if cap(buf) <= 1<<20 {
+			p.wspare = buf[:0]
+		}
+		if err != nil {
+			p.werr = err
+		}
+	}
+	p.wbuf = p.wbuf[:0]
+	p.flushing = false
+	p.wcond.Broadcast()
+	err := p.werr
+	p.wmu.Unlock()
+	return err
+}
+
 func (p *Process) credit(id uint32, n int) {
 	var b [HeaderSize + 4]byte
 	PutHeader(b[:], FrameCredit, id, 4)
 	binary.LittleEndian.PutUint32(b[9:], uint32(n))
-	p.wmu.Lock()
-	p.conn.Write(b[:])
-	p.wmu.Unlock()
+	p.write(b[:])
 }
 
 func (p *Process) cancel(id uint32) {
 	var b [HeaderSize]byte
 	PutHeader(b[:], FrameCancel, id, 0)
-	p.wmu.Lock()
-	p.conn.Write(b[:])
-	p.wmu.Unlock()
+	p.write(b[:])
 }
 
 func (p *Process) readLoop(br *bufio.Reader) {
@@ -282,6 +356,7 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		c := p.calls[f.ID]
 		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
 			delete(p.calls, f.ID)
+			p.finishLocked(c)
 		}
 		p.mu.Unlock()
 		if c == nil {
@@ -291,12 +366,11 @@ func (p *Process) readLoop(br *bufio.Reader) {
 	}
 	p.mu.Lock()
 	p.dead = true
-	calls := slices.Collect(maps.Values(p.calls))
-	p.calls = nil
+	calls := p.order
+	p.calls, p.order = nil, nil
 	p.mu.Unlock()
 	// The worker takes requests in the order they were sent, Threads at a
 	// time: only the oldest Threads unfinished ones can have started.
-	slices.SortFunc(calls, func(a, b *Call) int { return cmp.Compare(a.ID, b.ID) })
 	for i, c := range calls {
 		if i < max(p.spec.Threads, 1) {
 			c.fail(ErrDied)
@@ -305,6 +379,39 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 	}
 	p.conn.Close()
+}
+
+// OldestStart returns when the oldest request the worker is running
+// started, or zero if it is idle.
+func (p *Process) OldestStart() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.order) == 0 {
+		return time.Time{}
+	}
+	return p.order[0].startedAt
+}
+
+// finishLocked removes a finished call from the order of unfinished ones;
+// the worker then starts the next: the oldest Threads calls are running.
+func (p *Process) finishLocked(c *Call) {
+	for i, x := range p.order {
+		if x == c {
+			copy(p.order[i:], p.order[i+1:])
+			p.order[len(p.order)-1] = nil
+			p.order = p.order[:len(p.order)-1]
+			break
+		}
+	}
+	now := time.Time{}
+	for i := 0; i < len(p.order) && i < p.threads(); i++ {
+		if p.order[i].startedAt.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			p.order[i].startedAt = now
+		}
+	}
 }
 
 // Close stops the process: no new requests, its socket is shut for
@@ -341,6 +448,8 @@ func (p *Process) Kill() { p.kill() }
 type Call struct {
 	ID uint32
 	p  *Process
+
+	startedAt time.Time // when the worker could start it; guarded by p.mu
 
 	mu         sync.Mutex
 	q          []Frame
@@ -400,10 +509,27 @@ func (c *Call) takeCredit(force bool) int {
 	return 0
 }
 
+// ErrWaitTimedOut is returned by Next when its timeout channel fires.
+var ErrWaitTimedOut = errors.New("timed out waiting for the worker")
+
+// ErrCanceled is returned by Next when its done channel is closed.
+var ErrCanceled = errors.New("request canceled")
+
+// StartedAt returns when the worker could start the request: when it was
+// sent, or, if it was queued behind others on the worker, when its turn
+// came. It is zero while the request waits its turn.
+func (c *Call) StartedAt() time.Time {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	return c.startedAt
+}
+
 // Next returns the request's next frame, waiting for it. After FrameEnd or
-// FrameAbort there are no more. If the worker died first, it returns ErrDied.
-// done aborts the wait (for a client that went away) with its error.
-func (c *Call) Next(done <-chan struct{}) (Frame, error) {
+// FrameAbort there are no more. If the worker died first, it returns
+// ErrDied, or ErrNotStarted for a request it had not started. A close of
+// done (the client went away) returns ErrCanceled; timeout firing returns
+// ErrWaitTimedOut.
+func (c *Call) Next(done <-chan struct{}, timeout <-chan time.Time) (Frame, error) {
 	for {
 		c.mu.Lock()
 		if len(c.q) > 0 {
@@ -433,7 +559,9 @@ func (c *Call) Next(done <-chan struct{}) (Frame, error) {
 		select {
 		case <-c.wake:
 		case <-done:
-			return Frame{}, errors.New("request canceled")
+			return Frame{}, ErrCanceled
+		case <-timeout:
+			return Frame{}, ErrWaitTimedOut
 		}
 	}
 }

@@ -237,96 +237,51 @@ class Worker:
         environ.update(self.base)
         environ["wsgi.input"] = Input(payload[4 + elen:])
         conn = self.conn
-        state = {"status": None, "headers": None, "sent": False}
-        streaming = [False]
-
-        def send_headers():
-            status, headers = state["status"], state["headers"]
-            parts = [status]
-            for name, value in headers:
-                parts.append("%s: %s" % (name, value))
-            parts.append("")
-            state["sent"] = True
-            out.append(frame(T_START, rid, "\r\n".join(parts).encode("latin-1")))
-
-        def flush():
-            if out:
-                conn.send(b"".join(out))
-                out.clear()
-
-        def start_response(status, headers, exc_info=None):
-            if exc_info:
-                try:
-                    if state["sent"]:
-                        raise exc_info[1].with_traceback(exc_info[2])
-                finally:
-                    exc_info = None
-            elif state["status"] is not None:
-                raise WSGIError("start_response called a second time without exc_info")
-            check_status(status)
-            check_headers(headers)
-            state["status"] = status
-            state["headers"] = list(headers)
-            return write
-
-        def write(data):
-            if state["status"] is None:
-                raise WSGIError("write() called before start_response")
-            if type(data) is not bytes:
-                if not isinstance(data, (bytes, bytearray, memoryview)):
-                    raise WSGIError("write() takes bytes, got %s" % type(data).__name__)
-                data = bytes(data)
-            if not state["sent"]:
-                send_headers()
-            if conn.is_cancelled(rid):
-                raise Cancelled()
-            if data:
-                conn.wait_window(rid, len(data))
-                out.append(frame(T_BODY, rid, data))
-            flush()
-            streaming[0] = True
-
+        req = Response(rid, out, conn)
         conn.begin(rid)
         result = None
         try:
             try:
-                result = self.app(environ, start_response)
-                if isinstance(result, (list, tuple)) and not streaming[0]:
-                    chunks = []
-                    for data in result:
-                        if type(data) is not bytes:
-                            data = body_bytes(data)
-                        chunks.append(data)
-                    if state["status"] is None:
+                result = self.app(environ, req.start_response)
+                if type(result) in (list, tuple) and not req.streaming:
+                    if len(result) == 1 and type(result[0]) is bytes:
+                        body = result[0]
+                    else:
+                        body = b"".join([d if type(d) is bytes else body_bytes(d) for d in result])
+                    if req.status is None:
                         raise WSGIError("the app returned without calling start_response")
-                    if not state["sent"]:
-                        if may_add_length(environ, state["status"], state["headers"]):
-                            total = sum(map(len, chunks))
-                            state["headers"].append(("Content-Length", str(total)))
-                        send_headers()
-                    body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
-                    if body:
-                        out.append(frame(T_BODY, rid, body))
+                    if req.sent:
+                        if body:
+                            out.append(HDR.pack(T_BODY, rid, len(body)) + body)
+                    else:
+                        if not req.has_length and may_add_length(environ, req.status):
+                            req.headers.append(("Content-Length", str(len(body))))
+                        head = req.head()
+                        if body:
+                            out.append(HDR.pack(T_START, rid, len(head)) + head +
+                                       HDR.pack(T_BODY, rid, len(body)) + body)
+                        else:
+                            out.append(HDR.pack(T_START, rid, len(head)) + head)
                 else:
-                    flush()
+                    req.flush()
                     for data in result:
                         if type(data) is not bytes:
                             data = body_bytes(data)
                         if not data:
                             continue
-                        if state["status"] is None:
+                        if req.status is None:
                             raise WSGIError("the app yielded body before calling start_response")
-                        if not state["sent"]:
-                            send_headers()
+                        if not req.sent:
+                            out.append(frame(T_START, rid, req.head()))
                         if conn.is_cancelled(rid):
                             raise Cancelled()
                         conn.wait_window(rid, len(data))
                         out.append(frame(T_BODY, rid, data))
-                        flush()
-                    if state["status"] is None:
+                        req.flush()
+                    if req.status is None:
                         raise WSGIError("the app returned without calling start_response")
-                    if not state["sent"]:
-                        send_headers()
+                    if not req.sent:
+                        out.append(frame(T_START, rid, req.head()))
             finally:
                 if result is not None and hasattr(result, "close"):
                     result.close()
@@ -337,9 +292,74 @@ class Worker:
                 raise
             out.append(frame(T_ABORT, rid, format_error(environ).encode("utf-8", "replace")))
         else:
-            out.append(frame(T_END, rid))
+            out.append(HDR.pack(T_END, rid, 0))
         finally:
             conn.finish(rid)
+
+
+class Response:
+    """The state of one response: what start_response and write() see."""
+
+    __slots__ = ("rid", "out", "conn", "status", "headers", "has_length", "sent", "streaming")
+
+    def __init__(self, rid, out, conn):
+        self.rid = rid
+        self.out = out
+        self.conn = conn
+        self.status = None
+        self.headers = None
+        self.has_length = False
+        self.sent = False
+        self.streaming = False
+
+    def head(self):
+        """The FrameStart payload; marks the headers sent."""
+        self.sent = True
+        parts = [self.status]
+        for name, value in self.headers:
+            parts.append(name + ": " + value)
+        parts.append("")
+        return "\r\n".join(parts).encode("latin-1")
+
+    def flush(self):
+        out = self.out
+        if out:
+            self.conn.send(b"".join(out))
+            out.clear()
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise WSGIError("start_response called a second time without exc_info")
+        if type(status) is not str or not STATUS_RE.match(status):
+            check_status(status)
+        self.has_length = check_headers(headers)
+        self.status = status
+        self.headers = list(headers)
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
+            raise WSGIError("write() called before start_response")
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise WSGIError("write() takes bytes, got %s" % type(data).__name__)
+            data = bytes(data)
+        out, rid, conn = self.out, self.rid, self.conn
+        if not self.sent:
+            out.append(frame(T_START, rid, self.head()))
+        if conn.is_cancelled(rid):
+            raise Cancelled()
+        if data:
+            conn.wait_window(rid, len(data))
+            out.append(frame(T_BODY, rid, data))
+        self.flush()
+        self.streaming = True
 
 
 def body_bytes(data):
@@ -348,14 +368,9 @@ def body_bytes(data):
     raise WSGIError("the app's iterable yielded %s, not bytes" % type(data).__name__)
 
 
-def may_add_length(environ, status, headers):
+def may_add_length(environ, status):
     """Whether a fully known body may be given a Content-Length."""
-    if environ.get("REQUEST_METHOD") == "HEAD" or status[:1] == "1" or status[:3] in ("204", "304"):
-        return False
-    for name, _ in headers:
-        if name.lower() == "content-length":
-            return False
-    return True
+    return not (environ.get("REQUEST_METHOD") == "HEAD" or status[:1] == "1" or status[:3] in ("204", "304"))
 
 
 def check_status(status):
@@ -365,17 +380,32 @@ def check_status(status):
         raise WSGIError("malformed status %r (want e.g. '200 OK')" % (status,))
 
 
+# Header names already found valid (bounded), and whether each is Content-Length.
+_good_names = {}
+
+
 def check_headers(headers):
+    """Validate response headers; return whether Content-Length is among them."""
     if type(headers) is not list:
         raise WSGIError("response headers must be a list, got %s" % type(headers).__name__)
+    has_length = False
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise WSGIError("response header %r is not a (name, value) tuple" % (item,))
         name, value = item
-        if type(name) is not str or not TOKEN_RE.match(name):
-            raise WSGIError("malformed response header name %r" % (name,))
-        if type(value) is not str or not VALUE_RE.match(value):
+        is_length = _good_names.get(name) if type(name) is str else None
+        if is_length is None:
+            if type(name) is not str or not TOKEN_RE.match(name):
+                raise WSGIError("malformed response header name %r" % (name,))
+            is_length = name.lower() == "content-length"
+            if len(_good_names) < 1024:
+                _good_names[name] = is_length
+        if type(value) is not str:
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
+        if not (value.isascii() and value.isprintable()) and not VALUE_RE.match(value):
+            raise WSGIError("malformed value for response header %s: %r" % (name, value))
+        has_length = has_length or is_length
+    return has_length
 
 
 def format_error(environ):

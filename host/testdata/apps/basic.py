@@ -254,6 +254,16 @@ def crash(environ, start_response):
     os._exit(int(_qget(environ, "code", "1")))
 
 
+def crash_when(environ, start_response):
+    """Mark "waiting" in dir, wait (up to 20 s) for "go" there, then die."""
+    d = _qget(environ, "dir", "")
+    open(os.path.join(d, "waiting"), "w").close()
+    deadline = time.time() + 20
+    while time.time() < deadline and not os.path.exists(os.path.join(d, "go")):
+        time.sleep(0.01)
+    os._exit(1)
+
+
 def hang(environ, start_response):
     time.sleep(3600)
     return _respond(start_response, "woke up")
@@ -332,6 +342,7 @@ ROUTES = {
     "/slow": slow,
     "/pid": pid,
     "/crash": crash,
+    "/crash-when": crash_when,
     "/hang": hang,
     "/leak": leak,
     "/rendezvous": rendezvous,
