@@ -193,6 +193,7 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 	started := false
 	head := r.Method == http.MethodHead
 	flusher, _ := w.(http.Flusher)
+	streamed := false // no Content-Length: chunked on HTTP/1.1, from the first chunk
 	timeout := app.def.Timeout
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -244,6 +245,7 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 			}
 			w.WriteHeader(code)
 			started = true
+			streamed = w.Header().Get("Content-Length") == ""
 		case worker.FrameBody:
 			if head {
 				continue
@@ -256,9 +258,19 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 				}
 				return false
 			}
-			if flusher != nil && !call.Pending() {
+			if flusher != nil && (streamed || !call.Pending()) {
 				flusher.Flush()
+				streamed = false
 			}
+		case worker.FrameFile:
+			if !head {
+				if err := sendFile(w, f); err != nil {
+					h.log.Debug().Err(err).Str("app", app.name).Msg("sending a file response")
+				} else {
+					h.log.Debug().Str("app", app.name).Msg("response body sent from the file")
+				}
+			}
+			f.File.Close()
 		case worker.FrameEnd:
 			h.log.Debug().Str("app", app.name).Int("pid", p.Pid).Dur("took", time.Since(start)).Msg("request done")
 			return false
@@ -272,6 +284,21 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// sendFile copies a FrameFile's range to the client; over plain HTTP/1.1
+// net/http hands it to the kernel's sendfile. A declared Content-Length
+// bounds it.
+func sendFile(w http.ResponseWriter, f worker.Frame) error {
+	off, n := f.FileRange()
+	if cl, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil && cl < n {
+		n = cl
+	}
+	if _, err := f.File.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(w, io.LimitReader(f.File, n))
+	return err
 }
 
 // hopByHop lists response headers that belong to the connection, not the

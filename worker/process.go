@@ -93,6 +93,8 @@ type Process struct {
 	flushing bool       // a goroutine is writing to conn
 	werr     error
 
+	fds *fdReader
+
 	mu     sync.Mutex
 	calls  map[uint32]*Call
 	order  []*Call // unfinished calls, oldest first
@@ -182,7 +184,9 @@ func Start(spec *Spec) (*Process, error) {
 		timeout = 60 * time.Second
 	}
 	conn.SetReadDeadline(time.Now().Add(timeout))
-	br := bufio.NewReaderSize(conn, 64<<10)
+	fr := &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
+	p.fds = fr
+	br := bufio.NewReaderSize(fr, 64<<10)
 	f, err := ReadFrame(br)
 	conn.SetReadDeadline(time.Time{})
 	switch {
@@ -352,6 +356,14 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		if err != nil {
 			break
 		}
+		if f.Type == FrameFile {
+			fd, ok := p.fds.take()
+			if !ok {
+				err = fmt.Errorf("frame %q without a file descriptor", f.Type)
+				break
+			}
+			f.File = os.NewFile(uintptr(fd), "response-body")
+		}
 		p.mu.Lock()
 		c := p.calls[f.ID]
 		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
@@ -360,10 +372,14 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 		p.mu.Unlock()
 		if c == nil {
+			if f.File != nil {
+				f.File.Close()
+			}
 			continue
 		}
 		c.push(f)
 	}
+	p.fds.closeAll()
 	p.mu.Lock()
 	p.dead = true
 	calls := p.order
@@ -412,6 +428,56 @@ func (p *Process) finishLocked(c *Call) {
 			p.order[i].startedAt = now
 		}
 	}
+}
+
+// fdReader reads the worker's socket with recvmsg, keeping the file
+// descriptors that come with the data (SCM_RIGHTS) for FrameFile frames,
+// in the order they arrive.
+type fdReader struct {
+	conn *net.UnixConn
+	oob  []byte
+	mu   sync.Mutex
+	fds  []int
+}
+
+func (r *fdReader) Read(b []byte) (int, error) {
+	n, oobn, _, _, err := r.conn.ReadMsgUnix(b, r.oob)
+	n = max(n, 0)
+	if oobn > 0 {
+		if msgs, perr := syscall.ParseSocketControlMessage(r.oob[:oobn]); perr == nil {
+			for i := range msgs {
+				if fds, perr := syscall.ParseUnixRights(&msgs[i]); perr == nil {
+					r.mu.Lock()
+					r.fds = append(r.fds, fds...)
+					r.mu.Unlock()
+				}
+			}
+		}
+	}
+	if n == 0 && err == nil && len(b) > 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (r *fdReader) take() (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.fds) == 0 {
+		return -1, false
+	}
+	fd := r.fds[0]
+	r.fds = r.fds[1:]
+	return fd, true
+}
+
+func (r *fdReader) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fd := range r.fds {
+		syscall.Close(fd)
+	}
+	r.fds = nil
 }
 
 // Close stops the process: no new requests, its socket is shut for
@@ -467,6 +533,9 @@ func (c *Call) push(f Frame) {
 	if c.abandoned {
 		if f.Type == FrameBody {
 			c.uncredited += len(f.Payload)
+		}
+		if f.File != nil {
+			f.File.Close()
 		}
 		n := c.takeCredit(last)
 		c.mu.Unlock()
@@ -587,6 +656,9 @@ func (c *Call) Abandon() {
 	for _, f := range c.q {
 		if f.Type == FrameBody {
 			c.uncredited += len(f.Payload)
+		}
+		if f.File != nil {
+			f.File.Close()
 		}
 	}
 	c.q = nil

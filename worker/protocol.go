@@ -14,7 +14,10 @@
 // request's flow-control window) and FrameCancel (the client went away: the
 // worker stops iterating the response, calls its close() and ends it). Worker to host: FrameReady or FrameFailed
 // once after start, then per request FrameStart, FrameBody..., and FrameEnd
-// or FrameAbort. A worker may have several requests in flight; their frames
+// or FrameAbort. A response body may instead come as FrameFile: the
+// worker passes the open file itself (SCM_RIGHTS) and the host sends the
+// range with sendfile, so the bytes never pass through Python. A worker
+// may have several requests in flight; their frames
 // interleave and carry their ids.
 package worker
 
@@ -22,6 +25,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Frame types.
@@ -33,6 +37,7 @@ const (
 	FrameFailed  byte = 'F' // worker: the app failed to load; payload is the traceback
 	FrameStart   byte = 'S' // worker: "status\r\nName: value\r\n..."
 	FrameBody    byte = 'B' // worker: a chunk of response body
+	FrameFile    byte = 'D' // worker: uint64 offset, uint64 length of a file whose descriptor came with the frame
 	FrameEnd     byte = 'E' // worker: the response is complete
 	FrameAbort   byte = 'X' // worker: the app failed; payload is the request line and traceback
 )
@@ -48,6 +53,16 @@ type Frame struct {
 	Type    byte
 	ID      uint32
 	Payload []byte
+	// File is the open file of a FrameFile (its receiver closes it).
+	File *os.File
+}
+
+// FileRange decodes a FrameFile payload.
+func (f Frame) FileRange() (offset, length int64) {
+	if len(f.Payload) < 16 {
+		return 0, 0
+	}
+	return int64(binary.LittleEndian.Uint64(f.Payload)), int64(binary.LittleEndian.Uint64(f.Payload[8:]))
 }
 
 // PutHeader writes a frame header into b, which must hold HeaderSize bytes.

@@ -14,14 +14,18 @@
 #   F  failed to load the app (id 0): traceback text
 #   S  start: "status\r\nName: value\r\n..." (validated here)
 #   B  body chunk
+#   D  body from a file: uint64 offset, uint64 length; the open file
+#      descriptor rides along (SCM_RIGHTS) for the host to sendfile
 #   E  end of response
 #   X  the app failed: traceback text (before S: the host answers 500;
 #      after: the host cuts the connection)
+import io
 import marshal
 import os
 import re
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -36,8 +40,9 @@ READ_SIZE = 65536
 WINDOW = 1 << 20
 
 T_REQUEST, T_CREDIT, T_CANCEL = ord("R"), ord("C"), ord("K")
-T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT = (
-    ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"))
+T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT, T_FILE = (
+    ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"), ord("D"))
+FILE = struct.Struct("<QQ")
 
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
 TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -163,6 +168,13 @@ class Conn:
         with self.lock:
             self.sock.sendall(data)
 
+    def send_fd(self, data, fd):
+        """Send data with fd attached to its first byte (SCM_RIGHTS)."""
+        with self.lock:
+            n = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+            if n < len(data):
+                self.sock.sendall(memoryview(data)[n:])
+
     def credit(self, rid, n):
         with self.credit_cv:
             if rid in self.unacked:
@@ -254,7 +266,7 @@ class Worker:
                         if body:
                             out.append(HDR.pack(T_BODY, rid, len(body)) + body)
                     else:
-                        if not req.has_length and may_add_length(environ, req.status):
+                        if not req.has_length and may_add_length(environ, req.status, len(body)):
                             req.headers.append(("Content-Length", str(len(body))))
                         head = req.head()
                         if body:
@@ -262,6 +274,9 @@ class Worker:
                                        HDR.pack(T_BODY, rid, len(body)) + body)
                         else:
                             out.append(HDR.pack(T_START, rid, len(head)) + head)
+                elif type(result) is FileWrapper and not req.streaming and req.status is not None \
+                        and self.send_file(req, environ, result):
+                    pass
                 else:
                     req.flush()
                     for data in result:
@@ -295,6 +310,30 @@ class Worker:
             out.append(HDR.pack(T_END, rid, 0))
         finally:
             conn.finish(rid)
+
+
+    def send_file(self, req, environ, wrapper):
+        """Pass a real file to the host (SCM_RIGHTS) with its offset and
+        length, so that the host sends it with sendfile. Returns False for a
+        file-like that is not a regular file: it is then read in blocks."""
+        f = wrapper.filelike
+        try:
+            fd = f.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            offset = f.tell() if hasattr(f, "tell") else os.lseek(fd, 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return False
+        length = max(st.st_size - offset, 0)
+        if not req.has_length and may_add_length(environ, req.status, length):
+            req.headers.append(("Content-Length", str(length)))
+        out, rid = req.out, req.rid
+        out.append(frame(T_START, rid, req.head()))
+        if length and environ.get("REQUEST_METHOD") != "HEAD":
+            self.conn.send_fd(b"".join(out) + frame(T_FILE, rid, FILE.pack(offset, length)), fd)
+            out.clear()
+        return True
 
 
 class Response:
@@ -368,9 +407,13 @@ def body_bytes(data):
     raise WSGIError("the app's iterable yielded %s, not bytes" % type(data).__name__)
 
 
-def may_add_length(environ, status):
-    """Whether a fully known body may be given a Content-Length."""
-    return not (environ.get("REQUEST_METHOD") == "HEAD" or status[:1] == "1" or status[:3] in ("204", "304"))
+def may_add_length(environ, status, length):
+    """Whether a fully known body of length bytes may be given a
+    Content-Length. For HEAD, only if the app produced the body anyway (an
+    empty one is likely a shortcut, not the GET's length)."""
+    if status[:1] == "1" or status[:3] in ("204", "304"):
+        return False
+    return length > 0 or environ.get("REQUEST_METHOD") != "HEAD"
 
 
 def check_status(status):

@@ -264,6 +264,58 @@ def crash_when(environ, start_response):
     os._exit(1)
 
 
+def file_(environ, start_response):
+    """wsgi.file_wrapper over a real file, from ?offset= on (a regular file:
+    the host should send it with sendfile)."""
+    f = open(_qget(environ, "path", ""), "rb")
+    f.seek(int(_qget(environ, "offset", "0")))
+    start_response("200 OK", [("Content-Type", OCTET)])
+    return environ["wsgi.file_wrapper"](f, 8192)
+
+
+def filelike(environ, start_response):
+    """wsgi.file_wrapper over an in-memory file: read in blocks."""
+    import io
+    start_response("200 OK", [("Content-Type", OCTET)])
+    return environ["wsgi.file_wrapper"](io.BytesIO(b"0123456789" * 1000), 1000)
+
+
+def stream_wait(environ, start_response):
+    """Yield a first chunk, wait (up to 20 s) for "go" in dir, yield a second."""
+    d = _qget(environ, "dir", "")
+    start_response("200 OK", [("Content-Type", TEXT)])
+
+    def gen():
+        yield b"first\n"
+        deadline = time.time() + 20
+        while time.time() < deadline and not os.path.exists(os.path.join(d, "go")):
+            time.sleep(0.01)
+        yield b"second\n"
+    return gen()
+
+
+def short(environ, start_response):
+    start_response("200 OK", [("Content-Type", TEXT), ("Content-Length", "10")])
+    return iter([b"12345"])
+
+
+def long_(environ, start_response):
+    start_response("200 OK", [("Content-Type", TEXT), ("Content-Length", "3")])
+    return iter([b"abc", b"defghij"])
+
+
+def status(environ, start_response):
+    code = _qget(environ, "code", "200")
+    reason = {"204": "No Content", "304": "Not Modified"}.get(code, "Whatever")
+    start_response(code + " " + reason, [("X-Code", code)])
+    return [b"must not be sent" if code in ("204", "304") else b"body"]
+
+
+def generator(environ, start_response):
+    start_response("200 OK", [("Content-Type", TEXT)])
+    return (c for c in [b"gen", b"erated"])
+
+
 def hang(environ, start_response):
     time.sleep(3600)
     return _respond(start_response, "woke up")
@@ -342,6 +394,13 @@ ROUTES = {
     "/slow": slow,
     "/pid": pid,
     "/crash": crash,
+    "/file": file_,
+    "/filelike": filelike,
+    "/stream-wait": stream_wait,
+    "/short": short,
+    "/long": long_,
+    "/status": status,
+    "/generator": generator,
     "/crash-when": crash_when,
     "/hang": hang,
     "/leak": leak,
