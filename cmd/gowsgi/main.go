@@ -2,10 +2,13 @@
 //
 // Usage:
 //
-//	gowsgi [-c gowsgi.yaml] [-log-level info] [-log-format console|json] [-watch=true]
+//	gowsgi [serve] [-c gowsgi.yaml] [-log-level info] [-log-format console|json] [-watch=true]
+//	gowsgi check [-c gowsgi.yaml]
+//	gowsgi version
 //
-// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 1 if the config
-// is invalid or a listener cannot be opened, 2 for bad flags.
+// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM) or a passed
+// check, 1 if the config is invalid, a listener cannot be opened or a check
+// failed, 2 for bad usage.
 package main
 
 import (
@@ -13,8 +16,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,29 +37,163 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func run(args []string) int {
-	fs := flag.NewFlagSet("gowsgi", flag.ContinueOnError)
-	cfgPath := fs.String("c", "gowsgi.yaml", "config file")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	watch := fs.Bool("watch", true, "reload when the config file changes (SIGHUP always reloads)")
-	format := fs.String("log-format", "", "log format: console or json (default: console on a terminal, else json)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: gowsgi [flags]\n\nServes the Python WSGI apps of a gowsgi.yaml on its listeners.\nSIGINT/SIGTERM: drain and exit 0. SIGHUP: reload the config.\nExit codes: 0 clean shutdown, 1 bad config or listener, 2 bad flags.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+const usageText = `Usage:
+  gowsgi [serve] [flags]    serve the apps of a config (the default command)
+  gowsgi check [-c FILE]    validate a config and import each of its apps
+  gowsgi version            print the version
+  gowsgi help               print this help
+
+serve: serves the Python WSGI apps of a gowsgi.yaml on its listeners.
+  SIGINT/SIGTERM: stop accepting, let in-flight requests finish (up to
+  shutdown_timeout), stop the workers, exit 0.
+  SIGHUP, or a change to the config file (unless -watch=false): reload.
+
+check: validates the config (each problem printed as file:line:col: ...),
+  then imports every app in a throwaway worker, in parallel, and prints one
+  line per app in config order: "app NAME: OK (module M, python P)", or
+  "app NAME: FAILED" and the traceback. Opens no listener. For CI pipelines
+  and pre-deploy hooks.
+
+Exit codes:
+  0  clean shutdown, check passed, help
+  1  invalid config, a listener cannot be opened, check failed
+  2  bad usage: unknown command or flag, bad flag value, extra argument
+`
+
+// serveFlags and checkFlags define the flags of the two commands; usage
+// prints their defaults, so -h always matches what is parsed.
+type serveOpts struct {
+	cfgPath, level, format string
+	watch                  bool
+}
+
+func serveFlags() (*flag.FlagSet, *serveOpts) {
+	o := &serveOpts{}
+	fs := newFlagSet("serve")
+	fs.StringVar(&o.cfgPath, "c", "gowsgi.yaml", "config `file`")
+	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.format, "log-format", "", "log `format`: console or json (default: console on a terminal, else json)")
+	fs.BoolVar(&o.watch, "watch", true, "reload when the config file changes (SIGHUP always reloads)")
+	return fs, o
+}
+
+func checkFlags() (*flag.FlagSet, *string) {
+	fs := newFlagSet("check")
+	return fs, fs.String("c", "gowsgi.yaml", "config `file`")
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("gowsgi "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr) // parse errors; usage is printed by parse
+	fs.Usage = func() {}
+	return fs
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, usageText)
+	fs, _ := serveFlags()
+	fs.SetOutput(w)
+	fmt.Fprintf(w, "\nFlags of serve:\n")
+	fs.PrintDefaults()
+	fs, _ = checkFlags()
+	fs.SetOutput(w)
+	fmt.Fprintf(w, "\nFlags of check:\n")
+	fs.PrintDefaults()
+}
+
+// parse parses args into fs. It returns -1 to go on, or the exit code:
+// 0 after -h (help on stdout), 2 for bad usage (usage on stderr).
+func parse(fs *flag.FlagSet, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(os.Stdout)
 			return 0
 		}
+		fmt.Fprintln(os.Stderr)
+		usage(os.Stderr)
 		return 2
 	}
-	log, err := newLogger(*level, *format)
+	if fs.NArg() > 0 {
+		hint := ""
+		if slices.Contains(commands, fs.Arg(0)) {
+			hint = " (the command comes before the flags)"
+		}
+		fmt.Fprintf(os.Stderr, "gowsgi: unexpected argument %q%s\n\n", fs.Arg(0), hint)
+		usage(os.Stderr)
+		return 2
+	}
+	return -1
+}
+
+var commands = []string{"serve", "check", "version", "help"}
+
+func run(args []string) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		fs, o := serveFlags()
+		if code := parse(fs, args); code >= 0 {
+			return code
+		}
+		return serve(o)
+	case "check":
+		fs, cfgPath := checkFlags()
+		if code := parse(fs, args); code >= 0 {
+			return code
+		}
+		return check(*cfgPath, os.Stdout, os.Stderr)
+	case "version", "help":
+		if code := parse(newFlagSet(cmd), args); code >= 0 {
+			return code
+		}
+		if cmd == "help" {
+			usage(os.Stdout)
+		} else {
+			fmt.Println(versionLine())
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "gowsgi: unknown command %q\n\n", cmd)
+	usage(os.Stderr)
+	return 2
+}
+
+// versionLine is "gowsgi VERSION (GOVERSION, OS/ARCH)". A binary built
+// from a git checkout adds the commit as semver build metadata:
+// 0.1.0+0123456789ab, or 0.1.0+0123456789ab.dirty with local changes.
+func versionLine() string {
+	v := host.Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			v += "+" + rev[:min(len(rev), 12)]
+			if modified == "true" {
+				v += ".dirty"
+			}
+		}
+	}
+	return fmt.Sprintf("gowsgi %s (%s, %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func serve(o *serveOpts) int {
+	log, err := newLogger(o.level, o.format)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gowsgi:", err)
 		return 2
 	}
 
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(o.cfgPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -71,8 +213,8 @@ func run(args []string) int {
 	}
 
 	stopWatch := func() {}
-	if *watch {
-		if stopWatch, err = h.WatchConfig(*cfgPath); err != nil {
+	if o.watch {
+		if stopWatch, err = h.WatchConfig(o.cfgPath); err != nil {
 			log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
 			stopWatch = func() {}
 		}
@@ -81,7 +223,7 @@ func run(args []string) int {
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info().Msg("SIGHUP: reloading the config")
-			h.ReloadFile(*cfgPath)
+			h.ReloadFile(o.cfgPath)
 			continue
 		}
 		stopWatch()

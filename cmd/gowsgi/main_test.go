@@ -5,16 +5,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gowsgi/gowsgi/host"
 )
 
 var binary string
@@ -67,7 +72,13 @@ type server struct {
 // start runs gowsgi on a config and waits for its listening line.
 func start(t *testing.T, cfgPath string, flags ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"-c", cfgPath, "-log-format", "json"}, flags...)...)
+	return startArgs(t, append([]string{"-c", cfgPath, "-log-format", "json"}, flags...)...)
+}
+
+// startArgs runs gowsgi with exactly args and waits for its listening line.
+func startArgs(t *testing.T, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -313,15 +324,217 @@ func TestWorkersDieWithKilledHost(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	out, err := exec.Command(binary, "-h").CombinedOutput()
-	if err != nil {
-		t.Fatalf("-h: %v", err)
-	}
-	for _, want := range []string{"-c", "-log-level", "-log-format", "-watch", "Exit codes"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("-h does not document %s:\n%s", want, out)
+	for _, args := range [][]string{{"-h"}, {"help"}, {"serve", "-h"}, {"check", "-h"}} {
+		stdout, stderr, code := runGowsgi(t, args...)
+		if code != 0 {
+			t.Errorf("%v: exit %d, want 0\n%s", args, code, stderr)
+		}
+		for _, want := range []string{
+			"-c file", "-log-level", "-log-format", "-watch",
+			"gowsgi [serve]", "gowsgi check", "gowsgi version", "gowsgi help",
+			"Exit codes", "0  clean shutdown", "1  invalid config", "check failed", "2  bad usage",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%v does not document %q:\n%s", args, want, stdout)
+			}
 		}
 	}
+}
+
+func TestBadUsageExits2(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"-nope"}, {"check", "-nope"}, {"-c", "x.yaml", "check"}, {"version", "extra"}} {
+		stdout, stderr, code := runGowsgi(t, args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, "Usage:") {
+			t.Errorf("%v: exit %d, want 2 with the usage on stderr\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
+		}
+	}
+	if _, stderr, _ := runGowsgi(t, "frobnicate"); !strings.HasPrefix(stderr, `gowsgi: unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %s", stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, stderr, code := runGowsgi(t, "version")
+	want := regexp.MustCompile(`^gowsgi ` + regexp.QuoteMeta(host.Version) + `(\+[0-9a-f]{1,12}(\.dirty)?)? \(` +
+		regexp.QuoteMeta(runtime.Version()) + `, ` + runtime.GOOS + `/` + runtime.GOARCH + `\)\n$`)
+	if code != 0 || !want.MatchString(stdout) {
+		t.Errorf("version: exit %d, output %q, want match %s\n%s", code, stdout, want, stderr)
+	}
+}
+
+func TestServeCommand(t *testing.T) {
+	dir := t.TempDir()
+	s := startArgs(t, "serve", "-c", writeConfig(t, dir, serveConfig), "-log-format", "json")
+	if code, body := s.get(t, "/"); code != 200 || body != "basic ok" {
+		t.Errorf("gowsgi serve: %d %q", code, body)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+func TestCheckGoodConfig(t *testing.T) {
+	// The listeners are in use: check must not try to open them.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "gowsgi.sock")
+	path := writeConfig(t, dir, `
+listeners: ["`+busy.Addr().String()+`", "unix:`+sock+`"]
+apps:
+  basic: {module: basic, dir: {{apps}}, python: {{python}}, workers: 3}
+  threaded: {module: "basic:application", dir: {{apps}}, python: {{python}}, threads: 4, env: {X: "1"}}
+mounts:
+  "/": basic
+  "/t": threaded
+`)
+	stdout, stderr, code := runGowsgi(t, "check", "-c", path)
+	want := fmt.Sprintf("app basic: OK (module basic:application, python %[1]s)\n"+
+		"app threaded: OK (module basic:application, python %[1]s)\n", checkedPython())
+	if code != 0 || stdout != want {
+		t.Errorf("check: exit %d, want 0\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, stdout, want, stderr)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("check created the unix socket %s (%v)", sock, err)
+	}
+}
+
+func TestCheckBrokenAppBesideGoodOnes(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `
+listeners: ["127.0.0.1:0"]
+apps:
+  first: {module: basic, dir: {{apps}}, python: {{python}}}
+  broken: {module: broken, dir: {{apps}}, python: {{python}}}
+  syntax: {module: syntax_error, dir: {{apps}}, python: {{python}}}
+  nocallable: {module: no_callable, dir: {{apps}}, python: {{python}}}
+  nopython: {module: basic, dir: {{apps}}, python: /nonexistent/python3}
+  last: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": first
+`)
+	stdout, stderr, code := runGowsgi(t, "check", "-c", path)
+	if code != 1 {
+		t.Errorf("check: exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	// Each app's report starts with an unindented line, in config order;
+	// what follows it is indented.
+	var reports []string
+	for _, line := range strings.SplitAfter(stdout, "\n") {
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "    ") && len(reports) > 0 {
+			reports[len(reports)-1] += line
+		} else {
+			reports = append(reports, line)
+		}
+	}
+	ok := "OK (module basic:application, python " + checkedPython() + ")\n"
+	want := []struct{ head, detail string }{
+		{"app first: " + ok, ""},
+		{"app broken: FAILED\n", "    ImportError: broken on purpose\n"},
+		{"app syntax: FAILED\n", "    SyntaxError: "},
+		{"app nocallable: FAILED\n", "    AttributeError: module 'no_callable' has no attribute 'application'\n"},
+		{"app nopython: FAILED\n", "/nonexistent/python3"},
+		{"app last: " + ok, ""},
+	}
+	if len(reports) != len(want) {
+		t.Fatalf("got %d reports, want %d:\n%s", len(reports), len(want), stdout)
+	}
+	for i, w := range want {
+		r := reports[i]
+		if !strings.HasPrefix(r, w.head) || !strings.Contains(r, w.detail) {
+			t.Errorf("report %d:\n%s\nwant it to start with %q and contain %q", i+1, r, w.head, w.detail)
+		}
+		if w.detail == "" && r != w.head {
+			t.Errorf("report %d has more than its line:\n%s", i+1, r)
+		}
+	}
+	if !strings.Contains(reports[1], "    Traceback (most recent call last):\n") ||
+		!strings.Contains(reports[1], `raise ImportError("broken on purpose")`) {
+		t.Errorf("broken app: no indented traceback:\n%s", reports[1])
+	}
+}
+
+func TestCheckAppThatExitsShowsItsOutput(t *testing.T) {
+	dir := t.TempDir()
+	app := "import os, sys\nprint('importing die')\nsys.stderr.write('about to exit\\n')\nsys.stderr.flush()\nos._exit(3)\n"
+	if err := os.WriteFile(filepath.Join(dir, "die.py"), []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, dir, `
+listeners: ["127.0.0.1:0"]
+apps:
+  die: {module: die, python: {{python}}}
+mounts:
+  "/": die
+`)
+	stdout, stderr, code := runGowsgi(t, "check", "-c", path)
+	want := "app die: FAILED\n" +
+		"    app \"die\": worker exited while loading the app (exit status 3)\n" +
+		"    output:\n" +
+		"      importing die\n" +
+		"      about to exit\n"
+	if code != 1 || stdout != want {
+		t.Errorf("check: exit %d, want 1\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, stdout, want, stderr)
+	}
+}
+
+func TestCheckInvalidConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `
+listeners: ["127.0.0.1:0"]
+apps:
+  basic: {module: basic, workers: 0, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": basci
+`)
+	stdout, stderr, code := runGowsgi(t, "check", "-c", path)
+	want := []string{
+		path + `:4:35: apps.basic.workers: must be an integer from 1 to 1024`,
+		path + `:6:8: mounts."/": unknown app "basci" (did you mean "basic"?)`,
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 1 || stdout != "" || len(lines) != len(want) {
+		t.Fatalf("check: exit %d, want 1 and %d lines on stderr\nstdout:\n%s\nstderr:\n%s", code, len(want), stdout, stderr)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want prefix %q", i+1, lines[i], w)
+		}
+	}
+}
+
+// checkedPython is testPython as check reports it: a bare command name
+// resolved on PATH.
+func checkedPython() string {
+	p := testPython()
+	if !strings.Contains(p, "/") {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	return p
+}
+
+// runGowsgi runs the binary to completion and returns its output and exit code.
+func runGowsgi(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut strings.Builder
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("gowsgi %v: %v", args, err)
+	}
+	return out.String(), errOut.String(), code
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/worker"
+)
+
+// check validates the config at cfgPath, then imports every app in a
+// throwaway worker, all at once, and reports to stdout in config order. It
+// opens no listener. It returns the exit code: 0 if every app loaded.
+func check(cfgPath string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	type result struct {
+		ok     bool
+		report string
+	}
+	results := make([]chan result, len(cfg.Apps))
+	for i, app := range cfg.Apps {
+		results[i] = make(chan result, 1)
+		go func() {
+			ok, report := checkApp(app)
+			results[i] <- result{ok, report}
+		}()
+	}
+	code := 0
+	for _, c := range results {
+		r := <-c
+		if !r.ok {
+			code = 1
+		}
+		fmt.Fprint(stdout, r.report)
+	}
+	return code
+}
+
+// checkApp starts one worker for app, closes it, and reports whether the
+// app loaded, with the lines to print.
+func checkApp(app *config.App) (bool, string) {
+	out := &appOutput{}
+	p, err := worker.Start(&worker.Spec{
+		App: app.Name, Python: app.Python, Dir: app.Dir, Module: app.Module, Callable: app.Callable,
+		Threads: app.Threads, Workers: app.Workers, Env: app.Env, StartTimeout: app.StartTimeout,
+		Log: zerolog.New(out),
+	})
+	if err == nil {
+		p.Close(5 * time.Second)
+		python := app.Python
+		if path, err := exec.LookPath(python); err == nil && !strings.Contains(python, "/") {
+			python = path
+		}
+		return true, fmt.Sprintf("app %s: OK (module %s:%s, python %s)\n", app.Name, app.Module, app.Callable, python)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "app %s: FAILED\n", app.Name)
+	var le *worker.LoadError
+	if errors.As(err, &le) {
+		indent(&b, le.Traceback, "    ")
+		return false, b.String()
+	}
+	// No traceback (the interpreter is missing, crashed, or timed out):
+	// what the process printed is the best clue. worker.Start does not
+	// wait for its output relay, so give it a moment to drain.
+	indent(&b, err.Error(), "    ")
+	time.Sleep(100 * time.Millisecond)
+	if s := out.String(); s != "" {
+		b.WriteString("    output:\n")
+		indent(&b, s, "      ")
+	}
+	return false, b.String()
+}
+
+func indent(b *strings.Builder, text, prefix string) {
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		b.WriteString(prefix + line + "\n")
+	}
+}
+
+// appOutput collects what a worker printed: the messages of the log
+// events (one JSON object per Write) that worker.Start relays it as.
+type appOutput struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (o *appOutput) Write(p []byte) (int, error) {
+	var ev struct{ Message string }
+	if json.Unmarshal(p, &ev) == nil {
+		o.mu.Lock()
+		o.lines = append(o.lines, ev.Message)
+		o.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (o *appOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.lines, "\n")
+}
