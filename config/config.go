@@ -3,7 +3,10 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -83,8 +86,39 @@ type Listener struct {
 	Network string
 	// Address is what net.Listen takes: "host:port" or the socket path.
 	Address string
+	// TLS, when set, makes the listener serve HTTPS (TLS 1.2 and later,
+	// HTTP/2 by ALPN).
+	TLS *TLSConfig
+	// H2C serves HTTP/2 without TLS (prior knowledge and Upgrade: h2c)
+	// beside HTTP/1.1. Never set together with TLS.
+	H2C bool
+	// ForwardedAllow lists the peers whose X-Forwarded-For, -Proto and
+	// -Host and Forwarded headers are believed. Empty: nobody's. "*" in
+	// the file is 0.0.0.0/0 and ::/0 (and, on a unix listener, where it is
+	// the only value accepted, every peer).
+	ForwardedAllow []netip.Prefix
+	// Mode is the permission of a unix socket file: DefaultSocketMode
+	// unless set; 0 for tcp and abstract unix sockets.
+	Mode os.FileMode
 	// Pos is where the address is written.
 	Pos Pos
+}
+
+// DefaultSocketMode is the permission of a unix socket file whose
+// listener sets no mode: the owner and the group may connect.
+const DefaultSocketMode os.FileMode = 0o660
+
+// TLSConfig is a listener's certificate and key.
+type TLSConfig struct {
+	// Cert and Key are the absolute paths of the PEM certificate (chain)
+	// and private key files.
+	Cert, Key string
+	// Certificate is the pair as loaded (and checked) when the config was
+	// read, so that the host serves exactly what was validated.
+	Certificate *tls.Certificate
+	// Fingerprint is the SHA-256 of the two files' contents: a reload
+	// whose files did not change keeps the certificate it has.
+	Fingerprint [32]byte
 }
 
 // App is one WSGI application and the worker pool that runs it.

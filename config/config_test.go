@@ -1,10 +1,19 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
+	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -300,6 +309,61 @@ limits:
 			Limits:          Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute},
 		},
 	})
+	certs := filepath.Join(root, "certs")
+	if err := os.Mkdir(certs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM := writeTestCert(t, filepath.Join(certs, "server.crt"), filepath.Join(certs, "server.key"))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests = append(tests, struct {
+		name string
+		yaml string
+		want *Config
+	}{
+		name: "listener options",
+		yaml: `
+listeners:
+  - addr: "0.0.0.0:8443"
+    tls: {cert: certs/server.crt, key: ` + filepath.Join(certs, "server.key") + `}
+  - addr: "127.0.0.1:8080"
+    h2c: true
+    forwarded_allow_ips: ["127.0.0.1", "10.1.2.3/8", "::1", "fd00::/8", "::ffff:192.168.0.0/112"]
+  - addr: "unix:/run/gowsgi.sock"
+    mode: "0600"
+    forwarded_allow_ips: "*"
+  - {addr: "unix:a.sock", mode: 0640, h2c: false, tls: ~}
+  - {addr: "unix:b.sock", mode: 755, forwarded_allow_ips: []}
+  - {addr: "unix:@abstract", forwarded_allow_ips: ~}
+  - {addr: ":1", forwarded_allow_ips: "127.0.0.1, 10.0.0.0/8 ,*"}
+apps:
+  hello: {module: hello}
+mounts:
+  /: hello
+`,
+		want: &Config{
+			Listeners: []Listener{
+				{Addr: "0.0.0.0:8443", Network: "tcp", Address: "0.0.0.0:8443", Pos: pos(3, 11), TLS: &TLSConfig{
+					Cert: filepath.Join(certs, "server.crt"), Key: filepath.Join(certs, "server.key"),
+					Certificate: &pair, Fingerprint: CertFingerprint(certPEM, keyPEM)}},
+				{Addr: "127.0.0.1:8080", Network: "tcp", Address: "127.0.0.1:8080", Pos: pos(5, 11), H2C: true,
+					ForwardedAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"),
+						netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("192.168.0.0/16")}},
+				{Addr: "unix:/run/gowsgi.sock", Network: "unix", Address: "/run/gowsgi.sock", Pos: pos(8, 11), Mode: 0o600,
+					ForwardedAllow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}},
+				{Addr: "unix:a.sock", Network: "unix", Address: filepath.Join(root, "a.sock"), Pos: pos(11, 12), Mode: 0o640},
+				{Addr: "unix:b.sock", Network: "unix", Address: filepath.Join(root, "b.sock"), Pos: pos(12, 12), Mode: 0o755},
+				{Addr: "unix:@abstract", Network: "unix", Address: "@abstract", Pos: pos(13, 12)},
+				{Addr: ":1", Network: "tcp", Address: ":1", Pos: pos(14, 12),
+					ForwardedAllow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}},
+			},
+			Apps:            []*App{defaultApp("hello", 16, 3)},
+			Mounts:          []Mount{{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(18, 3)}},
+			ShutdownTimeout: 30 * time.Second,
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
@@ -324,6 +388,11 @@ func withDefaults(c *Config) {
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
 	}
+	for i, l := range c.Listeners {
+		if l.Network == "unix" && !strings.HasPrefix(l.Address, "@") && l.Mode == 0 {
+			c.Listeners[i].Mode = DefaultSocketMode
+		}
+	}
 	for _, a := range c.Apps {
 		if a.Timeout == 0 {
 			a.Timeout = DefaultTimeout
@@ -346,6 +415,9 @@ func dump(c *Config) string {
 	fmt.Fprintf(&b, "path=%s shutdown=%v limits=%+v", c.Path, c.ShutdownTimeout, c.Limits)
 	for _, l := range c.Listeners {
 		fmt.Fprintf(&b, "\n  listener %+v", l)
+		if l.TLS != nil {
+			fmt.Fprintf(&b, " tls=%s %s %x loaded=%v", l.TLS.Cert, l.TLS.Key, l.TLS.Fingerprint, l.TLS.Certificate != nil)
+		}
 	}
 	for _, a := range c.Apps {
 		fmt.Fprintf(&b, "\n  app %+v", *a)
@@ -567,4 +639,38 @@ func TestConfigApp(t *testing.T) {
 	if got := c.App("c"); got != nil {
 		t.Errorf("App(c) = %v, want nil", got)
 	}
+}
+
+// writeTestCert writes a fresh self-signed ECDSA certificate for localhost
+// and its key as PEM files and returns their contents.
+func writeTestCert(t *testing.T, certPath, keyPath string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
 }

@@ -2,6 +2,9 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +39,8 @@ const (
 var (
 	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits"}
 	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
-	listenerKeys = []string{"addr"}
+	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
+	tlsKeys      = []string{"cert", "key"}
 	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env", "reload",
 		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
 )
@@ -406,38 +410,35 @@ func (l *loader) listeners(seq *yaml.Node) []Listener {
 		where := fmt.Sprintf("listeners[%d]", i)
 		it := deref(item)
 		var addr *yaml.Node
+		var opts []entry
 		switch {
 		case isString(it):
 			addr = item
 		case it.Kind == yaml.MappingNode:
 			for _, e := range l.entries(where, it) {
-				if e.name == "addr" {
+				switch e.name {
+				case "addr":
 					addr = e.val
-				} else {
+				case "tls", "h2c", "forwarded_allow_ips", "mode":
+					opts = append(opts, e)
+				default:
 					l.unknownKey(where, e.key, e.name, listenerKeys)
 				}
-			}
-			if addr == nil {
-				l.errorf(item, "%s: missing required key \"addr\"", where)
-				continue
-			}
-			where += ".addr"
-			if !isString(addr) {
-				l.errorf(addr, "%s: must be an address string, got %s", where, describe(addr))
-				continue
 			}
 		default:
 			l.errorf(item, "%s: must be an address string or a mapping with addr, got %s", where, describe(it))
 			continue
 		}
-		s := deref(addr).Value
-		ln, key, problem := parseListenAddr(s, l.base)
-		if problem != "" {
-			l.errorf(addr, "%s: invalid address %q: %s", where, s, problem)
+		// The options are checked even when the address is bad, so that
+		// every problem shows at once; those that depend on the kind of
+		// address are checked only when it is known.
+		ln, key, ok := l.listenAddr(where, item, addr, it.Kind == yaml.MappingNode)
+		l.listenerOptions(where, &ln, opts)
+		if !ok {
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			l.errorf(addr, "%s: duplicate listener address %q, first at %s", where, s, first)
+			l.errorf(addr, "%s: duplicate listener address %q, first at %s", addrWhere(where, it), ln.Addr, first)
 			continue
 		}
 		ln.Pos = l.pos(addr)
@@ -445,6 +446,274 @@ func (l *loader) listeners(seq *yaml.Node) []Listener {
 		out = append(out, ln)
 	}
 	return out
+}
+
+// addrWhere names the address of listener where (a bare string, or the
+// addr key of a mapping) in messages.
+func addrWhere(where string, item *yaml.Node) string {
+	if item.Kind == yaml.MappingNode {
+		return where + ".addr"
+	}
+	return where
+}
+
+// listenAddr checks the address of one listener (addr is nil when a
+// mapping has none) and returns the listener it gives, its duplicate key
+// and whether it is usable.
+func (l *loader) listenAddr(where string, item, addr *yaml.Node, mapping bool) (Listener, string, bool) {
+	if addr == nil {
+		l.errorf(item, "%s: missing required key \"addr\"", where)
+		return Listener{}, "", false
+	}
+	if mapping {
+		where += ".addr"
+		if !isString(addr) {
+			l.errorf(addr, "%s: must be an address string, got %s", where, describe(addr))
+			return Listener{}, "", false
+		}
+	}
+	s := deref(addr).Value
+	ln, key, problem := parseListenAddr(s, l.base)
+	if problem != "" {
+		l.errorf(addr, "%s: invalid address %q: %s", where, s, problem)
+		return Listener{}, "", false
+	}
+	return ln, key, true
+}
+
+// listenerOptions walks a listener's keys other than addr into ln, whose
+// Network is "" when the address was unusable.
+func (l *loader) listenerOptions(where string, ln *Listener, opts []entry) {
+	abstract := ln.Network == "unix" && strings.HasPrefix(ln.Address, "@")
+	if ln.Network == "unix" && !abstract {
+		ln.Mode = DefaultSocketMode
+	}
+	var tlsKey, h2cKey *yaml.Node
+	for _, e := range opts {
+		w := join(where, e.name)
+		switch e.name {
+		case "tls":
+			if !isNull(e.val) {
+				tlsKey = e.key
+			}
+			ln.TLS = l.listenerTLS(w, e.val)
+		case "h2c":
+			if ln.H2C = l.boolean(w, e.val); ln.H2C {
+				h2cKey = e.key
+			}
+		case "forwarded_allow_ips":
+			ln.ForwardedAllow = l.allowIPs(w, e.val, ln.Network)
+		case "mode":
+			mode, ok := l.socketMode(w, e.val)
+			switch {
+			case !ok:
+			case ln.Network == "tcp":
+				l.errorf(e.key, "%s: only a unix socket has a mode; this listener is tcp", w)
+			case abstract:
+				l.errorf(e.key, "%s: an abstract unix socket (\"unix:@name\") has no file to set a mode on", w)
+			case ln.Network == "unix":
+				ln.Mode = mode
+			}
+		}
+	}
+	if tlsKey != nil && h2cKey != nil {
+		l.errorf(h2cKey, "%s: h2c (HTTP/2 without TLS) cannot be set together with tls: a tls listener serves HTTP/2 already, by ALPN", join(where, "h2c"))
+	}
+}
+
+// listenerTLS walks a listener's tls mapping: the cert and key files must
+// exist and load as a pair. It returns nil for null or after a problem.
+func (l *loader) listenerTLS(where string, n *yaml.Node) *TLSConfig {
+	v := deref(n)
+	if isNull(v) {
+		return nil
+	}
+	if v.Kind != yaml.MappingNode {
+		l.errorf(n, "%s: must be a mapping with cert and key, got %s", where, describe(v))
+		return nil
+	}
+	t := &TLSConfig{}
+	var certPEM, keyPEM []byte
+	var hasCert, hasKey, ok = false, false, true
+	for _, f := range l.entries(where, v) {
+		w := join(where, f.name)
+		switch f.name {
+		case "cert", "key":
+			path, data, good := l.readFile(w, f.val)
+			ok = ok && good
+			if f.name == "cert" {
+				hasCert, t.Cert, certPEM = true, path, data
+			} else {
+				hasKey, t.Key, keyPEM = true, path, data
+			}
+		default:
+			l.unknownKey(where, f.key, f.name, tlsKeys)
+		}
+	}
+	if !hasCert {
+		l.errorf(n, "%s: missing required key \"cert\"", where)
+	}
+	if !hasKey {
+		l.errorf(n, "%s: missing required key \"key\"", where)
+	}
+	if !hasCert || !hasKey || !ok {
+		return nil
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		l.errorf(n, "%s: cert %q and key %q do not load as a pair: %v", where, t.Cert, t.Key, err)
+		return nil
+	}
+	t.Certificate = &cert
+	t.Fingerprint = CertFingerprint(certPEM, keyPEM)
+	return t
+}
+
+// CertFingerprint is the TLSConfig.Fingerprint of a cert and key file's contents.
+func CertFingerprint(certPEM, keyPEM []byte) [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(certPEM)))
+	h.Write(n[:])
+	h.Write(certPEM)
+	h.Write(keyPEM)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// readFile reads the file named by the string in n, resolved against the
+// config's folder; it returns the absolute path, the contents and whether
+// that worked.
+func (l *loader) readFile(where string, n *yaml.Node) (string, []byte, bool) {
+	s, ok := l.str(where, n)
+	if !ok {
+		return "", nil, false
+	}
+	if s == "" {
+		l.errorf(n, "%s: must not be empty", where)
+		return "", nil, false
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(l.base, s)
+	}
+	s = filepath.Clean(s)
+	data, err := os.ReadFile(s)
+	if err != nil {
+		var pe *fs.PathError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			l.errorf(n, "%s: file %q does not exist", where, s)
+		case errors.As(err, &pe):
+			l.errorf(n, "%s: cannot read %q: %v", where, s, pe.Err)
+		default:
+			l.errorf(n, "%s: cannot read %q: %v", where, s, err)
+		}
+		return s, nil, false
+	}
+	return s, data, true
+}
+
+// allowIPs walks forwarded_allow_ips: a list of IP addresses, CIDRs and
+// "*", or one string of them separated by commas (gunicorn's form). On a
+// unix listener only "*" means anything. Null or an empty list trusts no one.
+func (l *loader) allowIPs(where string, n *yaml.Node, network string) []netip.Prefix {
+	v := deref(n)
+	type item struct {
+		node  *yaml.Node
+		where string
+		text  string
+	}
+	var items []item
+	switch {
+	case isNull(v):
+		return nil
+	case isString(v):
+		for _, s := range strings.Split(v.Value, ",") {
+			items = append(items, item{n, where, strings.TrimSpace(s)})
+		}
+	case v.Kind == yaml.SequenceNode:
+		for i, it := range v.Content {
+			w := fmt.Sprintf("%s[%d]", where, i)
+			if !isString(it) {
+				l.errorf(it, "%s: must be an IP address, a CIDR or \"*\", got %s", w, describe(it))
+				continue
+			}
+			items = append(items, item{it, w, strings.TrimSpace(deref(it).Value)})
+		}
+	default:
+		l.errorf(n, "%s: must be a list of IP addresses and CIDRs (or \"*\"), got %s", where, describe(v))
+		return nil
+	}
+	var out []netip.Prefix
+	all := false
+	for _, it := range items {
+		if it.text == "*" {
+			all = true
+			continue
+		}
+		p, problem := parseAllowIP(it.text)
+		if problem != "" {
+			l.errorf(it.node, "%s: invalid address %q: %s", it.where, it.text, problem)
+			continue
+		}
+		if network == "unix" {
+			l.errorf(it.node, "%s: %q cannot match: a unix socket's peers have no IP address; use \"*\" to believe every peer (the socket's mode limits who may connect)", it.where, it.text)
+			continue
+		}
+		out = append(out, p)
+	}
+	if all {
+		return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	}
+	return out
+}
+
+// parseAllowIP parses one entry of forwarded_allow_ips other than "*": an
+// IP address (a prefix of one address) or a CIDR (host bits cleared, as
+// nginx does). IPv4-mapped IPv6 becomes IPv4, as peers' addresses do.
+func parseAllowIP(s string) (netip.Prefix, string) {
+	const want = `want an IP address like "127.0.0.1", a CIDR like "10.0.0.0/8", or "*"`
+	if s == "" {
+		return netip.Prefix{}, "empty; " + want
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, want
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), ""
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, want
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, "an IPv6 zone cannot be matched; " + want
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), ""
+}
+
+// socketMode reads a unix socket's permission bits: octal digits, as a
+// string ("0660") or a YAML number (0660 and 660 read as octal too).
+func (l *loader) socketMode(where string, n *yaml.Node) (os.FileMode, bool) {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && (v.ShortTag() == "!!str" || v.ShortTag() == "!!int") {
+		digits := strings.TrimPrefix(strings.TrimPrefix(v.Value, "0o"), "0O")
+		if m, err := strconv.ParseUint(digits, 8, 32); err == nil && len(digits) <= 4 && m <= 0o777 {
+			if m == 0 {
+				l.errorf(n, "%s: mode %q lets no one connect", where, v.Value)
+				return 0, false
+			}
+			return os.FileMode(m), true
+		}
+	}
+	l.errorf(n, "%s: must be an octal permission like \"0660\" (at most 0777), got %s", where, describe(v))
+	return 0, false
 }
 
 // parseListenAddr checks a listener address and resolves unix socket

@@ -97,7 +97,10 @@ func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime,
 			return
 		}
 		h.log.Debug().Err(err).Str("app", app.name).Msg("reading request body")
-		w.Header().Set("Connection", "close")
+		if r.ProtoMajor == 1 {
+			// On HTTP/2 this would shut down the whole connection.
+			w.Header().Set("Connection", "close")
+		}
 		http.Error(w, "400 Bad Request: could not read the body", http.StatusBadRequest)
 		return
 	}
@@ -394,22 +397,16 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 	env.Str("REQUEST_URI", r.RequestURI)
 	env.Str("SERVER_PROTOCOL", r.Proto)
 	env.Str("SERVER_SOFTWARE", "gowsgi/"+Version)
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
+	cv := viewRequest(r) // the client as the connection or a trusted proxy tells it
+	scheme := cv.scheme
 	env.Str("wsgi.url_scheme", scheme)
 	env.Bool("wsgi.input_terminated", true)
 
-	remoteHost, remotePort, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		remoteHost, remotePort = "", ""
-	}
-	env.Str("REMOTE_ADDR", remoteHost)
-	env.Str("REMOTE_PORT", remotePort)
+	env.Str("REMOTE_ADDR", cv.remoteAddr)
+	env.Str("REMOTE_PORT", cv.remotePort)
 
-	serverName, serverPort := r.Host, ""
-	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+	serverName, serverPort := cv.host, ""
+	if h, p, err := net.SplitHostPort(cv.host); err == nil {
 		serverName, serverPort = h, p
 	}
 	if serverName == "" {
@@ -436,8 +433,8 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 	if r.ContentLength >= 0 && len(r.TransferEncoding) == 0 {
 		env.Str("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
 	}
-	if r.Host != "" {
-		env.Str("HTTP_HOST", r.Host)
+	if cv.host != "" {
+		env.Str("HTTP_HOST", cv.host)
 	}
 	if len(r.TransferEncoding) > 0 {
 		// net/http moves the header out of r.Header.

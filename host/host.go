@@ -12,6 +12,7 @@ import (
 	"net"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,11 +154,13 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	}
 	wg.Wait()
 
-	// Listeners: keep the unchanged sockets, open the new ones.
+	// Listeners: keep the sockets of unchanged addresses, open the new ones.
 	nextLn := map[string]*listener{}
+	lcs := map[string]config.Listener{}
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
 		key := lc.Network + ":" + lc.Address
+		lcs[key] = lc
 		if l := h.listeners[key]; l != nil {
 			nextLn[key] = l
 			continue
@@ -183,21 +186,34 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	h.genID++
 	h.gen.Store(&generation{id: h.genID, routes: router.New(mounts), limits: cfg.Limits})
 	for _, l := range opened {
-		l.setServer(h.newServer(cfg.Limits), cfg.Limits)
+		l.update(lcs[l.key], log)
+		st := settingsOf(lcs[l.key], cfg.Limits)
+		l.setServer(h.newServer(l, st), st)
 		go l.acceptLoop(h.log)
 	}
+	var updatedLn []string
 	for key, l := range nextLn {
-		if h.listeners[key] == l && l.settings != cfg.Limits {
-			// Same socket, new server settings: the new server takes the
-			// new connections; the old one finishes its own.
-			old := l.setServer(h.newServer(cfg.Limits), cfg.Limits)
+		if h.listeners[key] != l {
+			continue
+		}
+		// Same socket. The certificate, forwarded_allow_ips and the mode
+		// change in place; new server settings get a new server, which
+		// takes the new connections while the old one finishes its own.
+		changed := l.update(lcs[key], log)
+		if st := settingsOf(lcs[key], cfg.Limits); st != l.settings {
+			changed = append(changed, "server")
+			old := l.setServer(h.newServer(l, st), st)
 			h.draining.Add(1)
 			go func() {
 				defer h.draining.Done()
 				shutdownServer(old, cfg.ShutdownTimeout)
 			}()
 		}
+		if len(changed) > 0 {
+			updatedLn = append(updatedLn, l.addr+" ("+strings.Join(changed, ", ")+")")
+		}
 	}
+	slices.Sort(updatedLn)
 
 	// Watch the sources of new apps with reload: true.
 	for _, rt := range next {
@@ -260,7 +276,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	slices.Sort(failed)
 	slices.Sort(stopped)
 	log.Info().Strs("apps_started", startedNames).Strs("apps_failed", failed).Strs("apps_replaced", replaced).
-		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_closed", closedLn).
+		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_updated", updatedLn).Strs("listeners_closed", closedLn).
 		Strs("mounts_added", added).Strs("mounts_removed", removed).
 		Int("mounts", len(mounts)).Dur("took", time.Since(began)).Msg("config applied")
 	return nil

@@ -145,20 +145,23 @@ func (pl *pool) supervise(pr *proc) {
 		s.cur = nil
 	}
 	stop := pl.stopped || pr.retiring
+	if time.Since(started) > 30*time.Second {
+		s.backoff = 0
+	}
 	pl.mu.Unlock()
 	if stop {
 		return
 	}
 	pl.log.Error().Int("pid", pr.p.Pid).Str("exit", fmt.Sprint(pr.p.ExitErr())).Msg("worker died; restarting it")
-	if time.Since(started) > 30*time.Second {
-		s.backoff = 0
-	}
 	for {
-		if s.backoff > 0 {
-			pl.log.Warn().Dur("backoff", s.backoff).Msg("worker keeps dying; waiting before the next start")
-		}
-		time.Sleep(s.backoff)
+		pl.mu.Lock()
+		wait := s.backoff
 		s.backoff = min(max(s.backoff*2, 100*time.Millisecond), maxBackoff)
+		pl.mu.Unlock()
+		if wait > 0 {
+			pl.log.Warn().Dur("backoff", wait).Msg("worker keeps dying; waiting before the next start")
+		}
+		time.Sleep(wait)
 		if pl.isStopped() {
 			return
 		}

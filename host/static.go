@@ -1,0 +1,91 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+)
+
+// staticFiles serves a folder the way nginx would in front of gunicorn:
+// ETag and Last-Modified with conditional GET, Range requests and a
+// Content-Type from the file name (all from http.ServeContent). It never
+// lists a folder (a folder serves its index.html or 404), never serves a
+// name starting with "." (.git, .env), and never leaves the folder: the
+// path is cleaned, and files are opened through an os.Root, which refuses
+// ".." and symlinks that lead outside.
+type staticFiles struct {
+	root *os.Root
+	dir  string
+}
+
+func newStaticFiles(dir string) (*staticFiles, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("static folder: %w", err)
+	}
+	return &staticFiles{root: root, dir: dir}, nil
+}
+
+// Close releases the folder.
+func (s *staticFiles) Close() error { return s.root.Close() }
+
+// serve answers a request for pathInfo (decoded, relative to the mount).
+func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "405 Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	name := strings.TrimPrefix(path.Clean("/"+pathInfo), "/")
+	if name == "" {
+		name = "."
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." {
+			http.NotFound(w, r)
+			return
+		}
+	}
+	f, fi, err := s.open(name)
+	if err == nil && fi.IsDir() {
+		f.Close()
+		f, fi, err = s.open(path.Join(name, "index.html"))
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || isEscape(err) {
+			http.NotFound(w, r)
+			return
+		}
+		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	if !fi.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("ETag", fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+func (s *staticFiles) open(name string) (*os.File, fs.FileInfo, error) {
+	f, err := s.root.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// isEscape reports an os.Root refusal of a path that leads outside it.
+func isEscape(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}

@@ -1,0 +1,100 @@
+package host
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStaticFiles(t *testing.T) {
+	base := t.TempDir()
+	pub := filepath.Join(base, "public")
+	os.MkdirAll(filepath.Join(pub, "css"), 0o755)
+	os.MkdirAll(filepath.Join(pub, "docs"), 0o755)
+	os.MkdirAll(filepath.Join(pub, ".git"), 0o755)
+	os.WriteFile(filepath.Join(pub, "index.html"), []byte("<h1>home</h1>"), 0o644)
+	os.WriteFile(filepath.Join(pub, "css", "site.css"), []byte("body{}"), 0o644)
+	os.WriteFile(filepath.Join(pub, "big.txt"), []byte("0123456789"), 0o644)
+	os.WriteFile(filepath.Join(pub, ".env"), []byte("SECRET=1"), 0o644)
+	os.WriteFile(filepath.Join(pub, ".git", "config"), []byte("[core]"), 0o644)
+	os.WriteFile(filepath.Join(base, "secret.txt"), []byte("outside"), 0o644)
+	os.Symlink(filepath.Join(base, "secret.txt"), filepath.Join(pub, "escape.txt"))
+	os.Symlink("css/site.css", filepath.Join(pub, "inside.css"))
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	os.Chtimes(filepath.Join(pub, "big.txt"), mtime, mtime)
+
+	s, err := newStaticFiles(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	do := func(method, p string, hdr map[string]string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "http://x"+p, nil)
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		s.serve(w, r, p)
+		return w
+	}
+	tests := []struct {
+		name, method, path string
+		hdr                map[string]string
+		code               int
+		body, ctype        string
+	}{
+		{"index of the root", "GET", "/", nil, 200, "<h1>home</h1>", "text/html; charset=utf-8"},
+		{"css type", "GET", "/css/site.css", nil, 200, "body{}", "text/css; charset=utf-8"},
+		{"folder without index: no listing", "GET", "/docs/", nil, 404, "", ""},
+		{"folder without index, no slash", "GET", "/css", nil, 404, "", ""},
+		{"missing", "GET", "/nope.txt", nil, 404, "", ""},
+		{"dotdot stays inside", "GET", "/../secret.txt", nil, 404, "", ""},
+		{"decoded dots stay inside", "GET", "/css/../../secret.txt", nil, 404, "", ""},
+		{"symlink out of the root", "GET", "/escape.txt", nil, 404, "", ""},
+		{"symlink inside the root", "GET", "/inside.css", nil, 200, "body{}", "text/css; charset=utf-8"},
+		{"dotfile", "GET", "/.env", nil, 404, "", ""},
+		{"dot folder", "GET", "/.git/config", nil, 404, "", ""},
+		{"range", "GET", "/big.txt", map[string]string{"Range": "bytes=2-4"}, 206, "234", ""},
+		{"suffix range", "GET", "/big.txt", map[string]string{"Range": "bytes=-3"}, 206, "789", ""},
+		{"unsatisfiable range", "GET", "/big.txt", map[string]string{"Range": "bytes=50-60"}, 416, "", ""},
+		{"if-modified-since", "GET", "/big.txt", map[string]string{"If-Modified-Since": mtime.Format(http.TimeFormat)}, 304, "", ""},
+		{"modified since", "GET", "/big.txt", map[string]string{"If-Modified-Since": mtime.Add(-time.Hour).Format(http.TimeFormat)}, 200, "0123456789", ""},
+		{"head", "HEAD", "/big.txt", nil, 200, "", "text/plain; charset=utf-8"},
+		{"post refused", "POST", "/big.txt", nil, 405, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(tt.method, tt.path, tt.hdr)
+			if w.Code != tt.code {
+				t.Fatalf("%s %s: %d, want %d (%q)", tt.method, tt.path, w.Code, tt.code, w.Body.String())
+			}
+			if tt.code == 404 && strings.Contains(w.Body.String(), "outside") {
+				t.Errorf("leaked a file outside the root")
+			}
+			if tt.body != "" && w.Body.String() != tt.body {
+				t.Errorf("body %q, want %q", w.Body.String(), tt.body)
+			}
+			if tt.ctype != "" && w.Header().Get("Content-Type") != tt.ctype {
+				t.Errorf("Content-Type %q, want %q", w.Header().Get("Content-Type"), tt.ctype)
+			}
+		})
+	}
+	// ETag round trip.
+	w := do("GET", "/big.txt", nil)
+	etag := w.Header().Get("ETag")
+	if etag == "" || w.Header().Get("Last-Modified") != mtime.Format(http.TimeFormat) {
+		t.Fatalf("validators: ETag %q Last-Modified %q", etag, w.Header().Get("Last-Modified"))
+	}
+	if w := do("GET", "/big.txt", map[string]string{"If-None-Match": etag}); w.Code != 304 {
+		t.Errorf("If-None-Match with the ETag: %d, want 304", w.Code)
+	}
+	if w := do("GET", "/big.txt", map[string]string{"If-None-Match": `W/"other"`}); w.Code != 200 {
+		b, _ := io.ReadAll(w.Body)
+		t.Errorf("If-None-Match with another ETag: %d %q", w.Code, b)
+	}
+}
