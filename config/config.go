@@ -140,6 +140,9 @@ type App struct {
 	Threads int
 	// Env is extra environment for the workers.
 	Env map[string]string
+	// Static, if set, makes this app a folder of files the host serves
+	// itself (absolute path); the Python settings are then unused.
+	Static string
 	// Reload replaces the app's workers (gracefully) when a .py file under
 	// Dir changes; for development.
 	Reload bool

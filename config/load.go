@@ -41,7 +41,7 @@ var (
 	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
 	tlsKeys      = []string{"cert", "key"}
-	appKeys      = []string{"module", "dir", "python", "workers", "threads", "env", "reload",
+	appKeys      = []string{"module", "static", "dir", "python", "workers", "threads", "env", "reload",
 		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
 )
 
@@ -841,6 +841,7 @@ func (l *loader) app(where string, e entry) *App {
 		return a
 	}
 	var hasModule, hasDir bool
+	var staticNode *yaml.Node
 	for _, f := range l.entries(where, v) {
 		w := join(where, f.name)
 		switch f.name {
@@ -856,6 +857,21 @@ func (l *loader) app(where string, e entry) *App {
 				continue
 			}
 			a.Module, a.Callable = mod, call
+		case "static":
+			staticNode = f.key
+			s, ok := l.str(w, f.val)
+			if !ok {
+				continue
+			}
+			if s == "" {
+				l.errorf(f.val, "%s: must not be empty", w)
+				continue
+			}
+			if !filepath.IsAbs(s) {
+				s = filepath.Join(l.base, s)
+			}
+			a.Static = filepath.Clean(s)
+			l.checkDir(f.val, w+": directory", a.Static)
 		case "dir":
 			hasDir = true
 			s, ok := l.str(w, f.val)
@@ -907,8 +923,11 @@ func (l *loader) app(where string, e entry) *App {
 			l.unknownKey(where, f.key, f.name, appKeys)
 		}
 	}
-	if !hasModule {
-		l.errorf(e.key, "%s: missing required key \"module\"", where)
+	switch {
+	case staticNode != nil && hasModule:
+		l.errorf(staticNode, "%s: an app is either a module or a static folder, not both", where)
+	case staticNode == nil && !hasModule:
+		l.errorf(e.key, "%s: missing required key \"module\" (or \"static\" for a folder of files)", where)
 	}
 	if !hasDir {
 		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)

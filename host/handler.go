@@ -69,6 +69,10 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// The pool is draining for a reload: the new generation is published.
 	}
+	if app.static != nil {
+		app.static.serve(w, r, pathInfo)
+		return
+	}
 	if app.pool == nil {
 		http.Error(w, "503 Service Unavailable: "+app.failReason, http.StatusServiceUnavailable)
 		return

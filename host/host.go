@@ -50,11 +50,15 @@ type generation struct {
 // appRuntime is one app of one or more generations: its pool, or why it has none.
 type appRuntime struct {
 	name       string
-	def        config.App // Pos cleared: compared to detect changes
-	pool       *pool      // nil if the app failed to load
+	def        config.App   // Pos cleared: compared to detect changes
+	pool       *pool        // nil if the app failed to load, or is static
+	static     *staticFiles // for a static: app
 	failReason string
 	stopWatch  func() // ends the reload: true watcher, if any
 }
+
+// serving reports whether the runtime can answer requests.
+func (rt *appRuntime) serving() bool { return rt.pool != nil || rt.static != nil }
 
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
@@ -129,7 +133,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		def := *a
 		def.Pos = config.Pos{}
 		old := h.apps[a.Name]
-		if old != nil && old.pool != nil && reflect.DeepEqual(old.def, def) && a.Name != force {
+		if old != nil && old.serving() && reflect.DeepEqual(old.def, def) && a.Name != force {
 			mu.Lock()
 			next[a.Name] = old
 			mu.Unlock()
@@ -141,7 +145,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			rt := h.startApp(def)
 			mu.Lock()
 			defer mu.Unlock()
-			if rt.pool == nil && old != nil && old.pool != nil {
+			if !rt.serving() && old != nil && old.serving() {
 				log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
 				next[def.Name] = old
 				return
@@ -231,6 +235,15 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		if old.stopWatch != nil {
 			old.stopWatch()
 		}
+		if old.static != nil {
+			// Requests routed by the old generation may still open files.
+			h.draining.Add(1)
+			go func() {
+				defer h.draining.Done()
+				time.Sleep(min(cfg.ShutdownTimeout, 5*time.Second))
+				old.static.Close()
+			}()
+		}
 		if old.pool == nil {
 			continue
 		}
@@ -261,7 +274,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		startedNames = append(startedNames, rt.name)
 	}
 	for name, rt := range next {
-		if rt.pool == nil {
+		if !rt.serving() {
 			failed = append(failed, name)
 		}
 	}
@@ -313,6 +326,17 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 // startApp starts an app's pool; on failure the runtime carries the reason.
 func (h *Host) startApp(def config.App) *appRuntime {
 	rt := &appRuntime{name: def.Name, def: def}
+	if def.Static != "" {
+		st, err := newStaticFiles(def.Static)
+		if err != nil {
+			h.log.Error().Err(err).Str("app", def.Name).Msg("static folder; its mounts answer 503")
+			rt.failReason = fmt.Sprintf("app %q: %v", def.Name, err)
+			return rt
+		}
+		h.log.Info().Str("app", def.Name).Str("static", def.Static).Msg("app started")
+		rt.static = st
+		return rt
+	}
 	spec := &worker.Spec{
 		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
 		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,

@@ -98,3 +98,32 @@ func TestStaticFiles(t *testing.T) {
 		t.Errorf("If-None-Match with another ETag: %d %q", w.Code, b)
 	}
 }
+
+func TestStaticAppMounted(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.css"), []byte("p{}"), 0o644)
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  basic: {module: basic, dir: {{apps}}, python: {{python}}}
+  assets: {static: `+dir+`}
+mounts:
+  "/": basic
+  "/static": assets
+`)
+	resp, err := http.Get(th.URL + "/static/app.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "p{}" || resp.Header.Get("Content-Type") != "text/css; charset=utf-8" || resp.Header.Get("ETag") == "" {
+		t.Errorf("GET /static/app.css: %d %q %v", resp.StatusCode, b, resp.Header)
+	}
+	if code, _ := th.get("/static/%2e%2e/%2e%2e/etc/passwd"); code != 404 {
+		t.Errorf("encoded dots: %d, want 404", code)
+	}
+	if code, body := th.get("/"); code != 200 || body != "basic ok" {
+		t.Errorf("app beside the static mount: %d %q", code, body)
+	}
+}
