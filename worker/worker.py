@@ -43,6 +43,7 @@ T_REQUEST, T_CREDIT, T_CANCEL = ord("R"), ord("C"), ord("K")
 T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT, T_FILE = (
     ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"), ord("D"))
 FILE = struct.Struct("<QQ")
+IOV_MAX = 512
 
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
 TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -58,13 +59,14 @@ class Cancelled(Exception):
 
 
 class Input:
-    """wsgi.input over the request body (bytes or bytearray) the host read in full."""
+    """wsgi.input over the request body the host read in full: the bytes of
+    buf from start on (no copy of a large body is made to slice it off)."""
 
     __slots__ = ("_buf", "_pos", "_len")
 
-    def __init__(self, buf):
+    def __init__(self, buf, start=0):
         self._buf = buf
-        self._pos = 0
+        self._pos = start
         self._len = len(buf)
 
     def read(self, size=-1):
@@ -164,9 +166,25 @@ class Conn:
         self.pump = None  # set in inline mode: reads one batch, returns False at EOF
         self.pending = []  # requests read by pump, to run next
 
-    def send(self, data):
+    def send(self, bufs):
+        """Send a list of buffers with as few system calls as can be
+        (sendmsg gathers them; nothing is joined)."""
         with self.lock:
-            self.sock.sendall(data)
+            sock = self.sock
+            if len(bufs) == 1:
+                sock.sendall(bufs[0])
+                return
+            bufs = list(bufs)
+            while bufs:
+                n = sock.sendmsg(bufs[:IOV_MAX])
+                while n:
+                    first = len(bufs[0])
+                    if n >= first:
+                        n -= first
+                        bufs.pop(0)
+                    else:
+                        bufs[0] = memoryview(bufs[0])[n:]
+                        n = 0
 
     def send_fd(self, data, fd):
         """Send data with fd attached to its first byte (SCM_RIGHTS)."""
@@ -247,7 +265,7 @@ class Worker:
         (elen,) = U32.unpack_from(payload, 0)
         environ = marshal.loads(payload[4:4 + elen])
         environ.update(self.base)
-        environ["wsgi.input"] = Input(payload[4 + elen:])
+        environ["wsgi.input"] = Input(payload, 4 + elen)
         conn = self.conn
         req = Response(rid, out, conn)
         conn.begin(rid)
@@ -269,7 +287,10 @@ class Worker:
                         if not req.has_length and may_add_length(environ, req.status, len(body)):
                             req.headers.append(("Content-Length", str(len(body))))
                         head = req.head()
-                        if body:
+                        if len(body) > 4096:
+                            out.append(HDR.pack(T_START, rid, len(head)) + head + HDR.pack(T_BODY, rid, len(body)))
+                            out.append(body)
+                        elif body:
                             out.append(HDR.pack(T_START, rid, len(head)) + head +
                                        HDR.pack(T_BODY, rid, len(body)) + body)
                         else:
@@ -331,7 +352,8 @@ class Worker:
         out, rid = req.out, req.rid
         out.append(frame(T_START, rid, req.head()))
         if length and environ.get("REQUEST_METHOD") != "HEAD":
-            self.conn.send_fd(b"".join(out) + frame(T_FILE, rid, FILE.pack(offset, length)), fd)
+            out.append(frame(T_FILE, rid, FILE.pack(offset, length)))
+            self.conn.send_fd(b"".join(out), fd)
             out.clear()
         return True
 
@@ -363,7 +385,7 @@ class Response:
     def flush(self):
         out = self.out
         if out:
-            self.conn.send(b"".join(out))
+            self.conn.send(out)
             out.clear()
 
     def start_response(self, status, headers, exc_info=None):
@@ -561,7 +583,7 @@ def serve_inline(worker, conn, reader):
             if kind == T_REQUEST:
                 worker.handle(rid, payload, out)
         if out:
-            conn.send(b"".join(out))
+            conn.send(out)
             out.clear()
 
 
@@ -578,7 +600,7 @@ def serve_threaded(worker, conn, reader, threads):
                 return
             worker.handle(item[0], item[1], out)
             if out:
-                conn.send(b"".join(out))
+                conn.send(out)
                 out.clear()
 
     pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
@@ -618,10 +640,10 @@ def main():
     try:
         app = load_app(module, attr)
     except BaseException:
-        conn.send(frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace")))
+        conn.send([frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))])
         sys.exit(1)
     worker = Worker(app, conn, threads, workers)
-    conn.send(frame(T_READY, 0, str(os.getpid()).encode()))
+    conn.send([frame(T_READY, 0, str(os.getpid()).encode())])
     reader = FrameReader(sock)
     try:
         if threads > 1:
