@@ -257,7 +257,9 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 			if head {
 				continue
 			}
-			if _, err := w.Write(f.Payload); err != nil {
+			_, err := w.Write(f.Payload)
+			worker.PutBuffer(f.Payload)
+			if err != nil {
 				if errors.Is(err, http.ErrContentLength) {
 					h.log.Warn().Str("app", app.name).Str("request", r.Method+" "+r.RequestURI).
 						Msg("app sent more body than its Content-Length; cut to it")

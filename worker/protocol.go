@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // Frame types.
@@ -91,7 +92,7 @@ func ReadFrame(r io.Reader) (Frame, error) {
 		return Frame{}, fmt.Errorf("frame %q for request %d: payload of %d bytes is too large", f.Type, f.ID, n)
 	}
 	if n > 0 {
-		f.Payload = make([]byte, n)
+		f.Payload = getBuffer(int(n))
 		if _, err := io.ReadFull(r, f.Payload); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -100,4 +101,40 @@ func ReadFrame(r io.Reader) (Frame, error) {
 		}
 	}
 	return f, nil
+}
+
+// Payload buffers of 4 KiB and more come from pools by power-of-two size,
+// so that large response bodies are not allocated (and zeroed, and
+// scanned) per frame. The consumer of a FrameBody returns its payload
+// with PutBuffer once written.
+var bufPools [21]sync.Pool // 4 KiB << i
+
+func bufClass(n int) int {
+	c := 0
+	for size := 4096; size < n; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+func getBuffer(n int) []byte {
+	if n < 4096 || n > 4096<<(len(bufPools)-1) {
+		return make([]byte, n)
+	}
+	c := bufClass(n)
+	if b, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 4096<<c)
+}
+
+// PutBuffer gives back a frame payload obtained from ReadFrame; the
+// caller must not use it afterwards.
+func PutBuffer(b []byte) {
+	c := cap(b)
+	if c < 4096 || c > 4096<<(len(bufPools)-1) || c&(c-1) != 0 {
+		return
+	}
+	b = b[:c]
+	bufPools[bufClass(c)].Put(&b)
 }

@@ -155,3 +155,20 @@ func BenchmarkReadFrame(b *testing.B) {
 		ReadFrame(r)
 	}
 }
+
+func TestBufferPool(t *testing.T) {
+	for _, n := range []int{1, 4095, 4096, 4097, 65536, 100000, 1 << 20, 4096<<20 + 1} {
+		b := getBuffer(n)
+		if len(b) != n {
+			t.Fatalf("getBuffer(%d) has length %d", n, len(b))
+		}
+		PutBuffer(b)
+		if b2 := getBuffer(n); len(b2) != n {
+			t.Fatalf("second getBuffer(%d) has length %d", n, len(b2))
+		}
+	}
+	PutBuffer(make([]byte, 5000)) // not a pool size: ignored
+	if b := getBuffer(4500); cap(b) != 8192 {
+		t.Errorf("getBuffer(4500) capacity %d, want the 8 KiB class", cap(b))
+	}
+}
