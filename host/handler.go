@@ -23,8 +23,34 @@ var Version = "0.1.0"
 
 var envPool = sync.Pool{New: func() any { return new(worker.Environ) }}
 
-// ServeHTTP routes a request to its app's worker pool and relays the response.
-func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// reqState is what the access line needs to know of a request's routing.
+type reqState struct {
+	gen *generation
+	app *appRuntime // nil until a mount matched
+}
+
+// ServeHTTP routes a request to its app's worker pool and relays the
+// response, then writes the access line.
+func (h *Host) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r)
+	rw.Header()[requestIDHeader] = []string{id}
+	w := accessPool.Get().(*accessWriter)
+	w.ResponseWriter = rw
+	rs := reqState{gen: h.gen.Load()}
+	defer h.finish(w, r, &rs, id, start)
+	h.serve(w, r, &rs, id)
+}
+
+// finish writes the access line, also when the handler panicked (to cut
+// the connection), and recycles the writer.
+func (h *Host) finish(w *accessWriter, r *http.Request, rs *reqState, id string, start time.Time) {
+	h.logAccess(rs.gen, w, r, rs.app, id, start)
+	*w = accessWriter{}
+	accessPool.Put(w)
+}
+
+func (h *Host) serve(w *accessWriter, r *http.Request, rs *reqState, id string) {
 	if r.Method == http.MethodConnect {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "405 Method Not Allowed: CONNECT is not served", http.StatusMethodNotAllowed)
@@ -57,6 +83,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var lim config.Limits
 	for {
 		gen := h.gen.Load()
+		rs.gen = gen
 		lim = gen.limits
 		m, ok := gen.routes.Lookup(r.Host, path)
 		if !ok {
@@ -64,6 +91,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		app, scriptName, pathInfo = m.Target, m.ScriptName, m.PathInfo
+		rs.app = app
 		if app.pool == nil || app.pool.enter() {
 			break
 		}
@@ -78,21 +106,21 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer app.pool.leave()
-	h.serveApp(w, r, app, tgt.query, scriptName, pathInfo, lim)
+	h.serveApp(w, r, app, tgt.query, scriptName, pathInfo, lim, id)
 }
 
 // spoolThreshold is the request body size past which the host keeps the
 // body in a temporary file instead of memory.
 const spoolThreshold = 1 << 20
 
-func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime, query, scriptName, pathInfo string, lim config.Limits) {
+func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query, scriptName, pathInfo string, lim config.Limits, id string) {
 	if r.ContentLength > lim.MaxBody {
 		h.log.Debug().Str("app", app.name).Int64("content_length", r.ContentLength).Msg("request body too large")
 		w.Header().Set("Connection", "close")
 		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := readBody(w, r, lim.MaxBody)
+	body, err := readBody(w.ResponseWriter, r, lim.MaxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -112,7 +140,7 @@ func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime,
 	env := envPool.Get().(*worker.Environ)
 	defer envPool.Put(env)
 	env.Reset()
-	buildEnviron(env, r, query, scriptName, pathInfo, body.n)
+	w.remote = buildEnviron(env, r, query, scriptName, pathInfo, body.n, id)
 	envBytes := env.Bytes()
 
 	start := time.Now()
@@ -132,7 +160,8 @@ func (h *Host) serveApp(w http.ResponseWriter, r *http.Request, app *appRuntime,
 			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
 			return
 		}
-		retry := h.relay(w, r, app, call, pr.p, start)
+		w.pid = pr.p.Pid
+		retry := h.relay(w, r, app, call, pr, start)
 		call.Abandon()
 		if !retry {
 			return
@@ -153,14 +182,18 @@ func (h *Host) unavailable(w http.ResponseWriter, r *http.Request, app *appRunti
 // requestBody is a request body read in full, in memory or spooled to an
 // unlinked temporary file.
 type requestBody struct {
-	mem  []byte
-	file *os.File
-	n    int64
+	mem    []byte
+	pooled bool // mem came from worker.GetBuffer
+	file   *os.File
+	n      int64
 }
 
 func (b *requestBody) Close() {
 	if b.file != nil {
 		b.file.Close()
+	}
+	if b.pooled {
+		worker.PutBuffer(b.mem)
 	}
 }
 
@@ -170,6 +203,15 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*requestBody, 
 	rd := http.MaxBytesReader(w, r.Body, max)
 	if r.ContentLength == 0 {
 		return &requestBody{}, nil
+	}
+	if r.ContentLength > 0 && r.ContentLength <= spoolThreshold {
+		// The usual case: a known length, read into a pooled buffer.
+		b := worker.GetBuffer(int(r.ContentLength))
+		if _, err := io.ReadFull(rd, b); err != nil {
+			worker.PutBuffer(b)
+			return nil, err
+		}
+		return &requestBody{mem: b, pooled: true, n: r.ContentLength}, nil
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -196,7 +238,8 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*requestBody, 
 
 // relay copies the worker's response frames to the client. It reports
 // whether the request never started and should be sent to another worker.
-func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, call *worker.Call, p *worker.Process, start time.Time) (retry bool) {
+func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, call *worker.Call, pr *proc, start time.Time) (retry bool) {
+	p := pr.p
 	started := false
 	head := r.Method == http.MethodHead
 	flusher, _ := w.(http.Flusher)
@@ -227,6 +270,7 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 				h.log.Error().Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Int("pid", p.Pid).
 					Dur("duration", time.Since(call.StartedAt())).Dur("timeout", timeout).
 					Msg("request timed out; killing the worker")
+				pr.timedOut.Store(true)
 				p.Kill()
 				if !started {
 					http.Error(w, "504 Gateway Timeout: the app did not answer in time", http.StatusGatewayTimeout)
@@ -340,6 +384,9 @@ func writeHeader(w http.ResponseWriter, p []byte) (int, error) {
 			return 0, fmt.Errorf("malformed header %q", kv)
 		}
 		name := http.CanonicalHeaderKey(string(k))
+		if name == requestIDHeader {
+			continue // the host's, set before
+		}
 		if hopByHop[name] {
 			if name == "Connection" && strings.EqualFold(strings.TrimSpace(string(v)), "close") {
 				hdr.Set("Connection", "close")
@@ -393,8 +440,9 @@ func parseTarget(r *http.Request) (target, error) {
 	return t, nil
 }
 
-// buildEnviron fills env with the CGI and WSGI variables of a request.
-func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathInfo string, bodyLen int64) {
+// buildEnviron fills env with the CGI and WSGI variables of a request,
+// HTTP_X_REQUEST_ID being id, and returns REMOTE_ADDR.
+func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathInfo string, bodyLen int64, id string) string {
 	env.Str("REQUEST_METHOD", r.Method)
 	env.Str("SCRIPT_NAME", scriptName)
 	env.Str("PATH_INFO", pathInfo)
@@ -446,9 +494,10 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 		// net/http moves the header out of r.Header.
 		env.Str("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ", "))
 	}
+	env.Str("HTTP_X_REQUEST_ID", id)
 	var keyBuf []byte
 	for name, values := range r.Header {
-		if name == "Content-Type" || name == "Content-Length" || strings.IndexByte(name, '_') >= 0 {
+		if name == "Content-Type" || name == "Content-Length" || name == requestIDHeader || strings.IndexByte(name, '_') >= 0 {
 			continue
 		}
 		keyBuf = append(keyBuf[:0], "HTTP_"...)
@@ -472,4 +521,5 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 		}
 		env.Str(string(keyBuf), value)
 	}
+	return cv.remoteAddr
 }

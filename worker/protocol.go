@@ -117,6 +117,10 @@ func bufClass(n int) int {
 	return c
 }
 
+// GetBuffer returns a buffer of length n, from the pools when n is large;
+// give it back with PutBuffer.
+func GetBuffer(n int) []byte { return getBuffer(n) }
+
 func getBuffer(n int) []byte {
 	if n < 4096 || n > 4096<<(len(bufPools)-1) {
 		return make([]byte, n)
