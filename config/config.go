@@ -27,7 +27,27 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGINT/SIGTERM before workers are stopped. Default 30s.
 	ShutdownTimeout time.Duration
+	// Log configures logging.
+	Log Log
+	// Admin is the address of the admin listener (metrics, status,
+	// health): "host:port" or "unix:/path"; nil when not set (off).
+	Admin *Listener
 }
+
+// Log configures logging.
+type Log struct {
+	// Level is "debug", "info", "warn" or "error"; "" when not set (the
+	// -log-level flag, default info, decides).
+	Level string
+	// Format is "console" or "json"; "" when not set (console when stderr
+	// is a terminal, else json). Read at start only.
+	Format string
+	// Access writes one line per request. Default true.
+	Access bool
+}
+
+// LogLevels are the accepted values of log.level.
+var LogLevels = []string{"debug", "info", "warn", "error"}
 
 // Limits bound what one client may send.
 type Limits struct {

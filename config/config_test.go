@@ -177,9 +177,13 @@ mounts:
   "Docs.Example.COM/guide/": site
   "*.example.com/": site
   "/a.b/c-d/": hello
+log: {level: DEBUG, format: json, access: false}
+admin: "127.0.0.1:9191"
 shutdown_timeout: 1m30s
 `,
 			want: &Config{
+				Log:   Log{Level: "debug", Format: "json"},
+				Admin: &Listener{Addr: "127.0.0.1:9191", Network: "tcp", Address: "127.0.0.1:9191", Pos: pos(33, 8)},
 				Listeners: []Listener{
 					tcp("127.0.0.1:8000", 3, 11),
 					tcp("[::1]:8001", 4, 5),
@@ -385,6 +389,9 @@ mounts:
 // withDefaults fills the settings a want config leaves zero with their
 // defaults, so that test cases spell out only what they set.
 func withDefaults(c *Config) {
+	if c.Log == (Log{}) {
+		c.Log.Access = true
+	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
 	}

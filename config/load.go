@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,7 +38,8 @@ const (
 
 // Keys accepted at each level of the file.
 var (
-	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits"}
+	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits", "log", "admin"}
+	logKeys      = []string{"level", "format", "access"}
 	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
 	tlsKeys      = []string{"cert", "key"}
@@ -345,7 +347,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.errorf(root, "top level must be a mapping with listeners, apps and mounts, got %s", describe(rd))
 		return nil
 	}
-	var listeners, apps, mounts, timeout, limits *entry
+	var listeners, apps, mounts, timeout, limits, logE, admin *entry
 	for _, e := range l.entries("", rd) {
 		switch e.name {
 		case "listeners":
@@ -358,13 +360,23 @@ func (l *loader) config(root *yaml.Node) *Config {
 			timeout = &e
 		case "limits":
 			limits = &e
+		case "log":
+			logE = &e
+		case "admin":
+			admin = &e
 		default:
 			l.unknownKey("", e.key, e.name, topKeys)
 		}
 	}
-	cfg := &Config{Path: l.file, ShutdownTimeout: DefaultShutdownTimeout, Limits: DefaultLimits}
+	cfg := &Config{Path: l.file, ShutdownTimeout: DefaultShutdownTimeout, Limits: DefaultLimits, Log: Log{Access: true}}
 	if limits != nil {
 		l.limits(limits.val, &cfg.Limits)
+	}
+	if logE != nil {
+		l.logConfig(logE.val, &cfg.Log)
+	}
+	if admin != nil {
+		cfg.Admin = l.admin(admin.val)
 	}
 	if n := l.section(root, listeners, "listeners", yaml.SequenceNode, "listener", "a list of addresses"); n != nil {
 		cfg.Listeners = l.listeners(n)
@@ -380,7 +392,75 @@ func (l *loader) config(root *yaml.Node) *Config {
 	if timeout != nil {
 		cfg.ShutdownTimeout = l.duration(timeout.name, timeout.val, cfg.ShutdownTimeout)
 	}
+	if cfg.Admin != nil {
+		_, akey, _ := parseListenAddr(cfg.Admin.Addr, l.base)
+		for _, ln := range cfg.Listeners {
+			if _, key, _ := parseListenAddr(ln.Addr, l.base); key == akey && !strings.HasSuffix(key, ":0") {
+				l.errorf(admin.val, "admin: %q is already a listener's address (at %s)", cfg.Admin.Addr, ln.Pos)
+			}
+		}
+	}
 	return cfg
+}
+
+// logConfig walks the log mapping into lc.
+func (l *loader) logConfig(n *yaml.Node, lc *Log) {
+	v := deref(n)
+	if isNull(v) {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		l.errorf(n, "log: must be a mapping with level, format and access, got %s", describe(v))
+		return
+	}
+	for _, f := range l.entries("log", v) {
+		w := join("log", f.name)
+		switch f.name {
+		case "level":
+			if s, ok := l.str(w, f.val); ok {
+				if s = strings.ToLower(s); slices.Contains(LogLevels, s) {
+					lc.Level = s
+				} else {
+					l.errorf(f.val, "%s: must be one of debug, info, warn, error, got %q", w, s)
+				}
+			}
+		case "format":
+			if s, ok := l.str(w, f.val); ok {
+				if s == "console" || s == "json" {
+					lc.Format = s
+				} else {
+					l.errorf(f.val, "%s: must be console or json, got %q", w, s)
+				}
+			}
+		case "access":
+			lc.Access = l.boolean(w, f.val)
+		default:
+			l.unknownKey("log", f.key, f.name, logKeys)
+		}
+	}
+}
+
+// admin reads the admin listener's address: "host:port" or "unix:/path".
+// It returns nil for null (no admin listener) or after a problem.
+func (l *loader) admin(n *yaml.Node) *Listener {
+	v := deref(n)
+	if isNull(v) {
+		return nil
+	}
+	s, ok := l.str("admin", n)
+	if !ok {
+		return nil
+	}
+	ln, _, problem := parseListenAddr(s, l.base)
+	if problem != "" {
+		l.errorf(n, "admin: invalid address %q: %s", s, problem)
+		return nil
+	}
+	ln.Pos = l.pos(n)
+	if ln.Network == "unix" && !strings.HasPrefix(ln.Address, "@") {
+		ln.Mode = DefaultSocketMode
+	}
+	return &ln
 }
 
 // section checks a required top-level list or mapping and returns it, or
@@ -1240,7 +1320,7 @@ func suggest(name string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(name), strings.ToLower(c))
-		if d < bestDist && d < len(name) {
+		if d < bestDist && d < len(name) && (d < 2 || strings.EqualFold(name[:1], c[:1])) {
 			best, bestDist = c, d
 		}
 	}

@@ -110,7 +110,7 @@ func startHost(t *testing.T, yaml string) *testHost {
 		t.Fatalf("config: %v", err)
 	}
 	logs := &syncBuffer{}
-	h := New(zerolog.New(logs).Level(zerolog.DebugLevel))
+	h := New(zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger())
 	if err := h.Apply(cfg); err != nil {
 		t.Fatalf("apply: %v", err)
 	}

@@ -38,13 +38,43 @@ type Host struct {
 	genID     int64
 	closed    bool
 	draining  sync.WaitGroup // pools and listeners being retired
+	admin     *adminServer   // nil: no admin listener
+
+	metrics  *metrics
+	started  time.Time
+	ready    atomic.Bool // a config is applied and the host is not shutting down
+	stopping atomic.Bool // Shutdown began
+	logHook  func(config.Log)
+
+	statusMu   sync.Mutex
+	lastReload reloadStatus
 }
 
-// generation is one immutable mount table: what a request sees.
+// reloadStatus is the outcome of the last config applied or refused.
+type reloadStatus struct {
+	Time    time.Time `json:"time"`
+	Outcome string    `json:"outcome"` // "applied" or "refused"
+	Errors  []string  `json:"errors,omitempty"`
+	TookMS  float64   `json:"took_ms"`
+}
+
+// generation is one immutable mount table: what a request sees, and what
+// /status and /metrics read without taking the host's lock.
 type generation struct {
-	id     int64
-	routes *router.Table[*appRuntime]
-	limits config.Limits
+	id        int64
+	routes    *router.Table[*appRuntime]
+	limits    config.Limits
+	access    bool             // log an access line per request
+	cfg       *config.Config   // nil before the first Apply
+	apps      []*appRuntime    // by name
+	listeners []listenerStatus // by address
+}
+
+// listenerStatus is a listener as /status shows it.
+type listenerStatus struct {
+	Addr  string `json:"addr"`  // as configured
+	Bound string `json:"bound"` // the bound address
+	TLS   bool   `json:"tls"`
 }
 
 // appRuntime is one app of one or more generations: its pool, or why it has none.
@@ -55,6 +85,7 @@ type appRuntime struct {
 	static     *staticFiles // for a static: app
 	failReason string
 	stopWatch  func() // ends the reload: true watcher, if any
+	m          *appMetrics
 }
 
 // serving reports whether the runtime can answer requests.
@@ -62,9 +93,40 @@ func (rt *appRuntime) serving() bool { return rt.pool != nil || rt.static != nil
 
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
-	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}}
-	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits})
+	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}, started: time.Now()}
+	h.metrics = newMetrics(h)
+	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits, access: true})
 	return h
+}
+
+// OnLogConfig sets a function called with the log settings of every config
+// applied, before anything else of it (cmd/gowsgi sets the level with it).
+// Call it before the first Apply.
+func (h *Host) OnLogConfig(f func(config.Log)) { h.logHook = f }
+
+// runtimes returns the apps of the generation being served, by name.
+func (h *Host) runtimes() []*appRuntime { return h.gen.Load().apps }
+
+// setLastReload records the outcome of a reload for /status and the metrics.
+func (h *Host) setLastReload(began time.Time, err error, first bool) {
+	st := reloadStatus{Time: time.Now(), Outcome: "applied", TookMS: float64(time.Since(began).Microseconds()) / 1000}
+	if err != nil {
+		st.Outcome = "refused"
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				st.Errors = append(st.Errors, e.Error())
+			}
+		} else {
+			st.Errors = []string{err.Error()}
+		}
+	}
+	if !first || err != nil {
+		h.metrics.reloads.WithLabelValues(st.Outcome).Inc()
+	}
+	h.statusMu.Lock()
+	h.lastReload = st
+	h.statusMu.Unlock()
 }
 
 // Addrs returns the bound address of every listener, in no order. With
@@ -112,7 +174,11 @@ func (h *Host) Pids(app string) []int {
 func (h *Host) Apply(cfg *config.Config) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.apply(cfg, "")
+	began := time.Now()
+	first := h.cfg == nil
+	err := h.apply(cfg, "")
+	h.setLastReload(began, err, first)
+	return err
 }
 
 // apply is Apply with h.mu held; the app named force is replaced even if
@@ -123,6 +189,21 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	}
 	began := time.Now()
 	log := h.log.With().Int64("generation", h.genID+1).Logger()
+	if h.logHook != nil {
+		h.logHook(cfg.Log)
+	}
+
+	// The admin listener first, so that /healthz and /readyz answer while
+	// the apps of the first config start.
+	admin, err := h.openAdmin(cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", cfg.Admin.Addr, err)
+	}
+	closeNewAdmin := func() {
+		if admin != h.admin {
+			admin.close(0)
+		}
+	}
 
 	// Apps: reuse the unchanged, start the new and changed ones in parallel.
 	next := map[string]*appRuntime{}
@@ -177,6 +258,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			for _, rt := range started {
 				go rt.pool.stop(0)
 			}
+			closeNewAdmin()
 			return fmt.Errorf("listener %s: %w", lc.Addr, err)
 		}
 		nextLn[key] = l
@@ -188,7 +270,16 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		mounts = append(mounts, router.Mount[*appRuntime]{Host: m.Host, Prefix: m.Prefix, Target: next[m.App]})
 	}
 	h.genID++
-	h.gen.Store(&generation{id: h.genID, routes: router.New(mounts), limits: cfg.Limits})
+	gen := &generation{id: h.genID, routes: router.New(mounts), limits: cfg.Limits, access: cfg.Log.Access, cfg: cfg}
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		gen.apps = append(gen.apps, next[name])
+	}
+	for _, key := range slices.Sorted(maps.Keys(nextLn)) {
+		l := nextLn[key]
+		gen.listeners = append(gen.listeners, listenerStatus{Addr: l.addr, Bound: l.ln.Addr().String(), TLS: lcs[key].TLS != nil})
+	}
+	h.gen.Store(gen)
+	h.ready.Store(!h.stopping.Load())
 	for _, l := range opened {
 		l.update(lcs[l.key], log)
 		st := settingsOf(lcs[l.key], cfg.Limits)
@@ -249,6 +340,9 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		}
 		if _, ok := next[name]; ok {
 			replaced = append(replaced, name)
+			for range old.pool.Pids() {
+				old.m.restarted(h.metrics, restartReload)
+			}
 		} else {
 			stopped = append(stopped, name)
 		}
@@ -281,6 +375,26 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	for _, l := range opened {
 		openedNames = append(openedNames, l.ln.Addr().String())
 	}
+	for name := range h.apps {
+		if _, ok := next[name]; !ok {
+			h.metrics.forget(name)
+		}
+	}
+	adminChange := ""
+	if admin != h.admin {
+		if old := h.admin; old != nil {
+			adminChange = "closed " + old.addr
+			h.draining.Add(1)
+			go func() {
+				defer h.draining.Done()
+				old.close(cfg.ShutdownTimeout)
+			}()
+		}
+		if admin != nil {
+			adminChange = strings.TrimPrefix(adminChange+", opened "+admin.ln.Addr().String(), ", ")
+		}
+		h.admin = admin
+	}
 	added, removed := mountChanges(h.cfg, cfg)
 	h.apps = next
 	h.listeners = nextLn
@@ -290,7 +404,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	slices.Sort(stopped)
 	log.Info().Strs("apps_started", startedNames).Strs("apps_failed", failed).Strs("apps_replaced", replaced).
 		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_updated", updatedLn).Strs("listeners_closed", closedLn).
-		Strs("mounts_added", added).Strs("mounts_removed", removed).
+		Strs("mounts_added", added).Strs("mounts_removed", removed).Str("admin", adminChange).
 		Int("mounts", len(mounts)).Dur("took", time.Since(began)).Msg("config applied")
 	return nil
 }
@@ -325,7 +439,7 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 
 // startApp starts an app's pool; on failure the runtime carries the reason.
 func (h *Host) startApp(def config.App) *appRuntime {
-	rt := &appRuntime{name: def.Name, def: def}
+	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name)}
 	if def.Static != "" {
 		st, err := newStaticFiles(def.Static)
 		if err != nil {
@@ -342,7 +456,7 @@ func (h *Host) startApp(def config.App) *appRuntime {
 		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
-	pl, err := startPool(spec, def, log)
+	pl, err := startPool(spec, def, log, func(reason string) { rt.m.restarted(h.metrics, reason) })
 	if err != nil {
 		var le *worker.LoadError
 		if errors.As(err, &le) {
@@ -362,8 +476,12 @@ func (h *Host) startApp(def config.App) *appRuntime {
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends,
 // then stops every worker.
 func (h *Host) Shutdown(ctx context.Context) error {
+	h.stopping.Store(true)
+	h.ready.Store(false)
 	h.mu.Lock()
 	h.closed = true
+	admin := h.admin
+	h.admin = nil
 	lns := slices.Collect(maps.Values(h.listeners))
 	apps := slices.Collect(maps.Values(h.apps))
 	h.listeners = map[string]*listener{}
@@ -402,6 +520,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	h.draining.Wait()
+	if admin != nil {
+		admin.close(0)
+	}
 	return nil
 }
 

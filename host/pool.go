@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,9 @@ type pool struct {
 	log  zerolog.Logger
 	// perWorker is how many requests one process may have at once.
 	perWorker int
+	// restarted counts a worker replaced for a reason (see restartCrash);
+	// never nil.
+	restarted func(reason string)
 
 	mu       sync.Mutex
 	slots    []*slot
@@ -59,6 +63,8 @@ type proc struct {
 	limit    int  // recycle after this many requests (0: never)
 	retiring bool // being recycled: takes no new requests
 	replaced bool // its replacement is installed: close once idle
+	started  time.Time
+	timedOut atomic.Bool // killed for a request past its timeout
 }
 
 type waiter struct {
@@ -70,9 +76,10 @@ const maxBackoff = 10 * time.Second
 
 // startPool starts all workers of an app and returns when every one has
 // loaded the app, or with the first error (other workers are stopped).
-func startPool(spec *worker.Spec, app config.App, log zerolog.Logger) (*pool, error) {
+// restarted counts each worker replaced later, by reason.
+func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, restarted func(reason string)) (*pool, error) {
 	n := max(spec.Workers, 1)
-	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{})}
+	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
 	procs := make([]*worker.Process, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -119,7 +126,7 @@ func (pl *pool) Pids() []int {
 
 // install puts a ready process into its slot and watches it.
 func (pl *pool) install(s *slot, p *worker.Process) {
-	pr := &proc{p: p, slot: s}
+	pr := &proc{p: p, slot: s, started: time.Now()}
 	if pl.app.MaxRequests > 0 {
 		pr.limit = pl.app.MaxRequests
 		if pl.app.MaxRequestsJitter > 0 {
@@ -151,6 +158,11 @@ func (pl *pool) supervise(pr *proc) {
 	pl.mu.Unlock()
 	if stop {
 		return
+	}
+	if pr.timedOut.Load() {
+		pl.restarted(restartTimeout)
+	} else {
+		pl.restarted(restartCrash)
 	}
 	pl.log.Error().Int("pid", pr.p.Pid).Str("exit", fmt.Sprint(pr.p.ExitErr())).Msg("worker died; restarting it")
 	for {
@@ -376,6 +388,7 @@ func (pl *pool) recycle(pr *proc, reason string) {
 		p.Close(time.Second)
 		return
 	}
+	pl.restarted(reason)
 	pl.install(pr.slot, p)
 	pl.mu.Lock()
 	pr.replaced = true
@@ -449,6 +462,44 @@ func (pl *pool) stop(timeout time.Duration) {
 		}()
 	}
 	wg.Wait()
+}
+
+// workerStatus is one worker as /status shows it.
+type workerStatus struct {
+	Pid      int       `json:"pid"`      // 0 while starting
+	State    string    `json:"state"`    // idle, busy or starting
+	Requests int       `json:"requests"` // served by this process
+	InFlight int       `json:"in_flight"`
+	RSS      int64     `json:"rss_bytes"`
+	Started  time.Time `json:"started,omitzero"`
+	Uptime   float64   `json:"uptime_seconds"`
+}
+
+// poolSnapshot is the load of a pool at one moment.
+type poolSnapshot struct {
+	inFlight, queued int
+	workers          []workerStatus
+}
+
+// snapshot returns the pool's load and workers (without their memory).
+func (pl *pool) snapshot() poolSnapshot {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	st := poolSnapshot{queued: len(pl.waiters), workers: make([]workerStatus, 0, len(pl.slots))}
+	for _, s := range pl.slots {
+		pr := s.cur
+		if pr == nil {
+			st.workers = append(st.workers, workerStatus{State: "starting"})
+			continue
+		}
+		w := workerStatus{Pid: pr.p.Pid, State: "idle", Requests: pr.served, InFlight: pr.inflight, Started: pr.started}
+		if pr.inflight > 0 {
+			w.State = "busy"
+		}
+		st.inFlight += pr.inflight
+		st.workers = append(st.workers, w)
+	}
+	return st
 }
 
 var pageSize = int64(os.Getpagesize())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -13,8 +14,10 @@ import (
 // ReloadFile reads the config at path and applies it. A config with errors
 // changes nothing: each problem is logged as file:line:col and returned.
 func (h *Host) ReloadFile(path string) error {
+	began := time.Now()
 	cfg, err := config.Load(path)
 	if err != nil {
+		h.setLastReload(began, err, false)
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {

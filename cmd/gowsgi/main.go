@@ -65,14 +65,17 @@ Exit codes:
 type serveOpts struct {
 	cfgPath, level, format string
 	watch                  bool
+	// levelSet and formatSet tell that -log-level and -log-format were
+	// given: they then override the config's log settings.
+	levelSet, formatSet bool
 }
 
 func serveFlags() (*flag.FlagSet, *serveOpts) {
 	o := &serveOpts{}
 	fs := newFlagSet("serve")
 	fs.StringVar(&o.cfgPath, "c", "gowsgi.yaml", "config `file`")
-	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&o.format, "log-format", "", "log `format`: console or json (default: console on a terminal, else json)")
+	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn, error (overrides the config's log.level)")
+	fs.StringVar(&o.format, "log-format", "", "log `format`: console or json (overrides the config's log.format; default: console on a terminal, else json)")
 	fs.BoolVar(&o.watch, "watch", true, "reload when the config file changes (SIGHUP always reloads)")
 	return fs, o
 }
@@ -138,6 +141,10 @@ func run(args []string) int {
 		if code := parse(fs, args); code >= 0 {
 			return code
 		}
+		fs.Visit(func(f *flag.Flag) {
+			o.levelSet = o.levelSet || f.Name == "log-level"
+			o.formatSet = o.formatSet || f.Name == "log-format"
+		})
 		return serve(o)
 	case "check":
 		fs, cfgPath := checkFlags()
@@ -187,7 +194,10 @@ func versionLine() string {
 }
 
 func serve(o *serveOpts) int {
-	log, err := newLogger(o.level, o.format)
+	flagLevel, err := parseLevel(o.level)
+	if err == nil && o.formatSet && o.format != "console" && o.format != "json" {
+		err = fmt.Errorf("bad -log-format %q", o.format)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gowsgi:", err)
 		return 2
@@ -198,11 +208,36 @@ func serve(o *serveOpts) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The format is chosen once, here; the level follows every reload
+	// (zerolog's global level, which every logger of this process obeys).
+	format := cfg.Log.Format
+	if o.formatSet {
+		format = o.format
+	}
+	log, err := newLogger(format)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gowsgi:", err)
+		return 2
+	}
+	levelOf := func(lc config.Log) zerolog.Level {
+		if o.levelSet || lc.Level == "" {
+			return flagLevel
+		}
+		lvl, _ := zerolog.ParseLevel(lc.Level) // validated by config
+		return lvl
+	}
+	zerolog.SetGlobalLevel(levelOf(cfg.Log))
 	// Catch signals before anything is served, so that an early SIGHUP
 	// reloads instead of killing the host.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	h := host.New(log)
+	h.OnLogConfig(func(lc config.Log) {
+		if lvl := levelOf(lc); lvl != zerolog.GlobalLevel() {
+			zerolog.SetGlobalLevel(lvl)
+			log.WithLevel(max(lvl, zerolog.InfoLevel)).Str("level", lvl.String()).Msg("log level set")
+		}
+	})
 	if err := h.Apply(cfg); err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		h.Shutdown(context.Background())
@@ -210,6 +245,9 @@ func serve(o *serveOpts) int {
 	}
 	for key, addr := range h.Addrs() {
 		log.Info().Str("listener", key).Str("addr", addr.String()).Msg("listening")
+	}
+	if a := h.AdminAddr(); a != nil {
+		log.Info().Str("addr", a.String()).Msg("admin listening")
 	}
 
 	stopWatch := func() {}
@@ -238,11 +276,19 @@ func serve(o *serveOpts) int {
 	return 0
 }
 
-func newLogger(level, format string) (zerolog.Logger, error) {
+// parseLevel parses a -log-level value.
+func parseLevel(level string) (zerolog.Level, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("bad -log-level %q", level)
+		return 0, fmt.Errorf("bad -log-level %q", level)
 	}
+	return lvl, nil
+}
+
+// newLogger returns the process's logger, in format ("" picks console on
+// a terminal, else json), writing every level: zerolog's global level
+// filters.
+func newLogger(format string) (zerolog.Logger, error) {
 	if format == "" {
 		format = "json"
 		if isatty.IsTerminal(os.Stderr.Fd()) {
@@ -258,5 +304,5 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 	default:
 		return zerolog.Logger{}, fmt.Errorf("bad -log-format %q", format)
 	}
-	return log.Level(lvl).With().Timestamp().Logger(), nil
+	return log.Level(zerolog.TraceLevel).With().Timestamp().Logger(), nil
 }

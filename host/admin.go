@@ -1,0 +1,216 @@
+package host
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gowsgi/gowsgi/config"
+)
+
+// adminServer is the admin listener: /metrics, /status, /healthz, /readyz
+// and a status page at /. It is kept across reloads while its address
+// does not change.
+type adminServer struct {
+	key  string // network:address, as the config's listeners are keyed
+	addr string // as configured
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// openAdmin returns the admin server for lc: the running one if its
+// address did not change, a new one (listening) otherwise, or nil when lc
+// is nil. It does not touch h.admin.
+func (h *Host) openAdmin(lc *config.Listener) (*adminServer, error) {
+	if lc == nil {
+		return nil, nil
+	}
+	key := lc.Network + ":" + lc.Address
+	if h.admin != nil && h.admin.key == key {
+		return h.admin, nil
+	}
+	var ln net.Listener
+	var err error
+	if lc.Network == "unix" {
+		mode := lc.Mode
+		if mode == 0 {
+			mode = config.DefaultSocketMode
+		}
+		ln, err = listenUnix(lc.Address, mode)
+	} else {
+		ln, err = net.Listen("tcp", lc.Address)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a := &adminServer{key: key, addr: lc.Addr, ln: ln}
+	a.srv = &http.Server{
+		Handler:           h.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          log.New(debugWriter{h.log}, "", 0),
+	}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+// close stops the admin server, letting requests finish for up to timeout.
+func (a *adminServer) close(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+	}
+}
+
+// AdminAddr is the bound address of the admin listener, or nil.
+func (h *Host) AdminAddr() net.Addr {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.admin == nil {
+		return nil
+	}
+	return h.admin.ln.Addr()
+}
+
+//go:embed status.html
+var statusPage []byte
+
+// AdminHandler serves the admin endpoints.
+func (h *Host) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{ErrorLog: debugPrinter{h}}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(h.Status())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case h.ready.Load():
+			w.Write([]byte("ready\n"))
+		case h.stopping.Load():
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		default:
+			http.Error(w, "starting: no config applied yet", http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(statusPage)
+	})
+	return mux
+}
+
+// debugPrinter sends promhttp's errors to the log.
+type debugPrinter struct{ h *Host }
+
+func (d debugPrinter) Println(v ...any) {
+	d.h.log.Warn().Str("source", "metrics").Msg(strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// Status is what /status reports.
+type Status struct {
+	Config     string           `json:"config"`
+	Generation int64            `json:"generation"`
+	Ready      bool             `json:"ready"`
+	Started    time.Time        `json:"started"`
+	Uptime     float64          `json:"uptime_seconds"`
+	LastReload *reloadStatus    `json:"last_reload"`
+	Listeners  []listenerStatus `json:"listeners"`
+	Admin      string           `json:"admin,omitempty"`
+	Mounts     []mountStatus    `json:"mounts"`
+	Apps       []appStatus      `json:"apps"`
+}
+
+type mountStatus struct {
+	Mount string `json:"mount"`
+	App   string `json:"app"`
+}
+
+type appStatus struct {
+	Name     string         `json:"name"`
+	Kind     string         `json:"kind"`  // wsgi or static
+	State    string         `json:"state"` // serving or failed
+	Error    string         `json:"error,omitempty"`
+	Module   string         `json:"module,omitempty"`
+	Static   string         `json:"static,omitempty"`
+	Mounts   []string       `json:"mounts"`
+	Requests uint64         `json:"requests"` // answered since the host started
+	InFlight int            `json:"in_flight"`
+	Queued   int            `json:"queued"`
+	Workers  []workerStatus `json:"workers"`
+}
+
+// Status returns the host's state as /status reports it.
+func (h *Host) Status() Status {
+	gen := h.gen.Load()
+	now := time.Now()
+	st := Status{
+		Generation: gen.id, Ready: h.ready.Load(), Started: h.started, Uptime: now.Sub(h.started).Seconds(),
+		Listeners: gen.listeners, Mounts: []mountStatus{}, Apps: []appStatus{},
+	}
+	if st.Listeners == nil {
+		st.Listeners = []listenerStatus{}
+	}
+	h.statusMu.Lock()
+	if !h.lastReload.Time.IsZero() {
+		lr := h.lastReload
+		st.LastReload = &lr
+	}
+	h.statusMu.Unlock()
+	if a := h.AdminAddr(); a != nil {
+		st.Admin = a.String()
+	}
+	mountsOf := map[string][]string{}
+	if gen.cfg != nil {
+		st.Config = gen.cfg.Path
+		for _, m := range gen.cfg.Mounts {
+			st.Mounts = append(st.Mounts, mountStatus{Mount: m.Key, App: m.App})
+			mountsOf[m.App] = append(mountsOf[m.App], m.Key)
+		}
+	}
+	for _, rt := range gen.apps {
+		a := appStatus{Name: rt.name, Kind: "wsgi", State: "serving", Module: rt.def.Module + ":" + rt.def.Callable,
+			Mounts: mountsOf[rt.name], Requests: rt.m.served.Load(), Workers: []workerStatus{}}
+		if a.Mounts == nil {
+			a.Mounts = []string{}
+		}
+		if rt.def.Static != "" {
+			a.Kind, a.Module, a.Static = "static", "", rt.def.Static
+		}
+		if !rt.serving() {
+			a.State, a.Error = "failed", rt.failReason
+		}
+		if rt.pool != nil {
+			ps := rt.pool.snapshot()
+			a.InFlight, a.Queued = ps.inFlight, ps.queued
+			for _, w := range ps.workers {
+				if w.Pid != 0 {
+					w.RSS = rss(w.Pid)
+					w.Uptime = now.Sub(w.Started).Seconds()
+				}
+				a.Workers = append(a.Workers, w)
+			}
+		}
+		st.Apps = append(st.Apps, a)
+	}
+	return st
+}

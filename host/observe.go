@@ -1,0 +1,180 @@
+package host
+
+import (
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// accessWriter is the ResponseWriter the handler writes through: it
+// records the status and the body bytes for the access line and the
+// metrics. It keeps http.Flusher and io.ReaderFrom (so that file
+// responses still go out with sendfile), and Unwrap gives
+// http.ResponseController the writer underneath.
+type accessWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	pid    int    // worker that served the request; 0: the host itself
+	remote string // the client's address as the app is told it; "" until known
+}
+
+var accessPool = sync.Pool{New: func() any { return new(accessWriter) }}
+
+func (a *accessWriter) WriteHeader(code int) {
+	if a.status == 0 && code >= 200 {
+		a.status = code
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *accessWriter) Write(p []byte) (int, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	n, err := a.ResponseWriter.Write(p)
+	a.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom copies r to the client, with the underlying writer's ReadFrom
+// (sendfile on plain HTTP/1.1) when it has one.
+func (a *accessWriter) ReadFrom(r io.Reader) (int64, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := a.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{a.ResponseWriter}, r)
+	}
+	a.bytes += n
+	return n, err
+}
+
+// writerOnly hides every method but Write, so io.Copy does not loop back
+// into ReadFrom.
+type writerOnly struct{ io.Writer }
+
+func (a *accessWriter) Flush() {
+	if f, ok := a.ResponseWriter.(http.Flusher); ok {
+		if a.status == 0 {
+			a.status = http.StatusOK
+		}
+		f.Flush()
+	}
+}
+
+func (a *accessWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+// requestIDHeader is the request and response header carrying the request id.
+const requestIDHeader = "X-Request-Id"
+
+// requestID returns the id of a request: the X-Request-ID it came with if
+// the peer is trusted (the listener's forwarded_allow_ips) and the value is
+// reasonable, else a new one.
+func requestID(r *http.Request) string {
+	if v := r.Header[requestIDHeader]; len(v) == 1 && validRequestID(v[0]) && peerTrusted(r) {
+		return v[0]
+	}
+	return newRequestID()
+}
+
+// validRequestID accepts 1 to 200 printable ASCII characters.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// peerTrusted reports whether the request's peer is one whose forwarded
+// headers its listener believes.
+func peerTrusted(r *http.Request) bool {
+	l, _ := r.Context().Value(listenerKey{}).(*listener)
+	if l == nil {
+		return false
+	}
+	t := l.trust.Load()
+	if t == nil {
+		return false
+	}
+	if t.anyPeer {
+		return true
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	peer, err := netip.ParseAddr(host)
+	return err == nil && t.trusts(peer)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// newRequestID returns 16 random hex digits (math/rand/v2: per-thread
+// state, no lock, no system call).
+func newRequestID() string {
+	var b [16]byte
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+// logAccess writes the access line of a request and counts it in the
+// metrics. app is nil for requests no mount matched.
+func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app *appRuntime, id string, start time.Time) {
+	d := time.Since(start)
+	status := aw.status
+	if status == 0 {
+		// Nothing was written: the client went away, or the handler
+		// aborted; net/http sends 200 for an empty handler.
+		status = http.StatusOK
+		if r.Context().Err() != nil {
+			status = 499 // as nginx logs a client that closed the connection
+		}
+	}
+	m := h.metrics.unrouted
+	if app != nil {
+		m = app.m
+	}
+	m.observe(status, d)
+	if !gen.access {
+		return
+	}
+	ev := h.log.Info()
+	if ev == nil {
+		return
+	}
+	name := ""
+	if app != nil {
+		name = app.name
+	}
+	remote := aw.remote
+	if remote == "" {
+		remote = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(remote); err == nil {
+			remote = host
+		}
+	}
+	ev = ev.Str("app", name).Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).
+		Int64("bytes", aw.bytes).Dur("duration", d)
+	if aw.pid != 0 {
+		ev = ev.Int("pid", aw.pid)
+	}
+	ev.Str("remote", remote).Str("request_id", id).Msg("access")
+}
