@@ -435,6 +435,10 @@ func TestDemoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Listeners[0].Address = "127.0.0.1:0"
+	if cfg.Admin == nil || cfg.Admin.Address != "127.0.0.1:9191" {
+		t.Errorf("demo admin listener: %+v", cfg.Admin)
+	}
+	cfg.Admin.Address = "127.0.0.1:0"
 	cfg.Listeners = cfg.Listeners[:1]
 	logs := &syncBuffer{}
 	h := New(zerolog.New(logs))
