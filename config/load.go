@@ -939,34 +939,14 @@ func (l *loader) app(where string, e entry) *App {
 			a.Module, a.Callable = mod, call
 		case "static":
 			staticNode = f.key
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
+			if d, ok := l.dir(w, f.val); ok {
+				a.Static = d
 			}
-			if s == "" {
-				l.errorf(f.val, "%s: must not be empty", w)
-				continue
-			}
-			if !filepath.IsAbs(s) {
-				s = filepath.Join(l.base, s)
-			}
-			a.Static = filepath.Clean(s)
-			l.checkDir(f.val, w+": directory", a.Static)
 		case "dir":
 			hasDir = true
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
+			if d, ok := l.dir(w, f.val); ok {
+				a.Dir = d
 			}
-			if s == "" {
-				l.errorf(f.val, "%s: must not be empty", w)
-				continue
-			}
-			if !filepath.IsAbs(s) {
-				s = filepath.Join(l.base, s)
-			}
-			a.Dir = filepath.Clean(s)
-			l.checkDir(f.val, w+": directory", a.Dir)
 		case "python":
 			s, ok := l.str(w, f.val)
 			if !ok {
@@ -1087,6 +1067,25 @@ func (l *loader) boolean(where string, n *yaml.Node) bool {
 	}
 	l.errorf(n, "%s: must be true or false, got %s", where, describe(v))
 	return false
+}
+
+// dir reads a folder path, relative to the config file's folder, that
+// must exist; it returns the absolute, cleaned path.
+func (l *loader) dir(where string, n *yaml.Node) (string, bool) {
+	s, ok := l.str(where, n)
+	if !ok {
+		return "", false
+	}
+	if s == "" {
+		l.errorf(n, "%s: must not be empty", where)
+		return "", false
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(l.base, s)
+	}
+	s = filepath.Clean(s)
+	l.checkDir(n, where+": directory", s)
+	return s, true
 }
 
 // checkDir reports at n if dir does not exist or is not a directory.

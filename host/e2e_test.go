@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/internal/testpython"
 )
 
 const basicConfig = `
@@ -45,7 +46,7 @@ mounts:
 `
 
 func TestFrameworks(t *testing.T) {
-	requireModules(t, "flask", "django", "bottle", "falcon", "pyramid")
+	testpython.Require(t, "flask", "django", "bottle", "falcon", "pyramid")
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:

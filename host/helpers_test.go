@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,37 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/internal/testpython"
 )
-
-// testPython is the interpreter the end-to-end tests run workers with:
-// GOWSGI_TEST_PYTHON, else Debian's /usr/bin/python3 (which has the
-// frameworks when the python3-* packages are installed), else python3.
-func testPython() string {
-	if p := os.Getenv("GOWSGI_TEST_PYTHON"); p != "" {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/python3"); err == nil {
-		return "/usr/bin/python3"
-	}
-	return "python3"
-}
-
-// requireModules skips the test unless the test interpreter imports every
-// module; with GOWSGI_REQUIRE_FRAMEWORKS=1 (as in CI) that is a failure.
-func requireModules(t *testing.T, modules ...string) {
-	t.Helper()
-	py := testPython()
-	code := "import " + strings.Join(modules, ", ")
-	out, err := exec.Command(py, "-c", code).CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := py + " cannot " + code + ": " + strings.TrimSpace(string(out))
-	if os.Getenv("GOWSGI_REQUIRE_FRAMEWORKS") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg + " (set GOWSGI_TEST_PYTHON to an interpreter that has them)")
-}
 
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {
@@ -93,7 +63,7 @@ func expand(t *testing.T, yaml string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.NewReplacer("{{python}}", testPython(), "{{apps}}", appsDir(t), "{{examples}}", examples).Replace(yaml)
+	return strings.NewReplacer("{{python}}", testpython.Path(), "{{apps}}", appsDir(t), "{{examples}}", examples).Replace(yaml)
 }
 
 // startHost writes yaml (placeholders expanded) to a temp gowsgi.yaml,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -480,4 +481,56 @@ func (th *testHost) inflight(app string) int {
 		}
 	}
 	return n
+}
+
+// TestNothingGrowsUnderOverload: after a burst of overload (queue full,
+// clients that leave mid-request, bodies spooled to temp files), the
+// host's goroutines and file descriptors go back to where they were.
+func TestNothingGrowsUnderOverload(t *testing.T) {
+	setPipelineWindow(t, 0)
+	th := startHost(t, `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}, queue: 4, queue_timeout: 100ms}
+mounts:
+  "/": app
+`)
+	th.get("/") // warm up
+	http.DefaultClient.CloseIdleConnections()
+	baseG, baseFD := runtime.NumGoroutine(), openFDs()
+	var wg sync.WaitGroup
+	big := strings.Repeat("x", 2<<20) // spooled past 1 MiB
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 300 * time.Millisecond}
+			var resp *http.Response
+			var err error
+			switch i % 3 {
+			case 0:
+				resp, err = client.Get(th.URL + "/slow?s=0.05")
+			case 1:
+				resp, err = client.Post(th.URL+"/echo", "application/octet-stream", strings.NewReader(big))
+			default:
+				resp, err = client.Get(th.URL + "/stream?n=1000&delay=0.01") // cut by the client timeout
+			}
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, func() bool {
+		return runtime.NumGoroutine() <= baseG+2 && openFDs() <= baseFD+2
+	}, fmt.Sprintf("goroutines (%d, was %d) and fds (%d, was %d) to settle", runtime.NumGoroutine(), baseG, openFDs(), baseFD))
+	if code, _ := th.get("/pid"); code != 200 {
+		t.Errorf("after the burst: %d", code)
+	}
+}
+
+func openFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
 }

@@ -9,17 +9,9 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-)
 
-func testPython() string {
-	if p := os.Getenv("GOWSGI_TEST_PYTHON"); p != "" {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/python3"); err == nil {
-		return "/usr/bin/python3"
-	}
-	return "python3"
-}
+	"github.com/gowsgi/gowsgi/internal/testpython"
+)
 
 // TestEnvironDecodesInPython checks the marshal encoding with Python's own
 // marshal.loads: every str comes back as the latin-1 decoding of the bytes.
@@ -38,7 +30,7 @@ func TestEnvironDecodesInPython(t *testing.T) {
 	}
 	e.Bool("T", true)
 	e.Bool("F", false)
-	cmd := exec.Command(testPython(), "-c", `
+	cmd := exec.Command(testpython.Path(), "-c", `
 import json, marshal, sys
 d = marshal.loads(sys.stdin.buffer.read())
 json.dump({k: (v.encode("latin-1").hex() if isinstance(v, str) else v) for k, v in d.items()}, sys.stdout)
@@ -117,7 +109,7 @@ func TestFrames(t *testing.T) {
 func TestLoadError(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(dir+"/bad.py", []byte("import no_such_module_xyz\n"), 0o644)
-	_, err := Start(&Spec{App: "bad", Python: testPython(), Dir: dir, Module: "bad"})
+	_, err := Start(&Spec{App: "bad", Python: testpython.Path(), Dir: dir, Module: "bad"})
 	var le *LoadError
 	if !errors.As(err, &le) {
 		t.Fatalf("err = %v, want *LoadError", err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gowsgi/gowsgi/host"
+	"github.com/gowsgi/gowsgi/internal/testpython"
 )
 
 var binary string
@@ -39,20 +40,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func testPython() string {
-	if p := os.Getenv("GOWSGI_TEST_PYTHON"); p != "" {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/python3"); err == nil {
-		return "/usr/bin/python3"
-	}
-	return "python3"
-}
-
 func writeConfig(t *testing.T, dir, yaml string) string {
 	t.Helper()
 	apps, _ := filepath.Abs("../../host/testdata/apps")
-	yaml = strings.NewReplacer("{{apps}}", apps, "{{python}}", testPython()).Replace(yaml)
+	yaml = strings.NewReplacer("{{apps}}", apps, "{{python}}", testpython.Path()).Replace(yaml)
 	path := filepath.Join(dir, "gowsgi.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -513,7 +504,7 @@ mounts:
 // checkedPython is testPython as check reports it: a bare command name
 // resolved on PATH.
 func checkedPython() string {
-	p := testPython()
+	p := testpython.Path()
 	if !strings.Contains(p, "/") {
 		if path, err := exec.LookPath(p); err == nil {
 			return path
