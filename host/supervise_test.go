@@ -151,13 +151,7 @@ func TestTimeout504(t *testing.T) {
 }
 
 func TestMaxRequestsRecycles(t *testing.T) {
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}, max_requests: 3}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp("max_requests: 3"))
 	pids := map[string]int{}
 	for range 9 {
 		code, body := th.get("/pid")
@@ -327,13 +321,7 @@ limits:
 // streaming response frees its worker (the app's iterable is closed) for
 // the next request.
 func TestClientGoneFreesWorker(t *testing.T) {
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}, timeout: 1h}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp("timeout: 1h"))
 	c, err := net.Dial("tcp", strings.TrimPrefix(th.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -353,13 +341,7 @@ mounts:
 // TestSlowloris: hundreds of connections trickling their headers do not
 // stop a normal client from being served.
 func TestSlowloris(t *testing.T) {
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp(""))
 	addr := strings.TrimPrefix(th.URL, "http://")
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -395,13 +377,7 @@ mounts:
 // by its replacement, and only the running one gets 502.
 func TestPipelinedRequestsSurviveACrash(t *testing.T) {
 	setPipelineWindow(t, time.Hour) // always pipeline onto the busy worker
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp(""))
 	meet := t.TempDir()
 	first := make(chan int, 1)
 	go func() {
@@ -433,13 +409,7 @@ mounts:
 // all succeed, in order per connection, with pipelining on.
 func TestPipeliningUnderLoad(t *testing.T) {
 	setPipelineWindow(t, time.Hour)
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp(""))
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	for c := range 16 {
@@ -488,13 +458,7 @@ func (th *testHost) inflight(app string) int {
 // host's goroutines and file descriptors go back to where they were.
 func TestNothingGrowsUnderOverload(t *testing.T) {
 	setPipelineWindow(t, 0)
-	th := startHost(t, `
-listeners: ["127.0.0.1:0"]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}, queue: 4, queue_timeout: 100ms}
-mounts:
-  "/": app
-`)
+	th := startHost(t, oneApp("queue: 4, queue_timeout: 100ms"))
 	th.get("/") // warm up
 	http.DefaultClient.CloseIdleConnections()
 	baseG, baseFD := runtime.NumGoroutine(), openFDs()
@@ -533,4 +497,19 @@ mounts:
 func openFDs() int {
 	entries, _ := os.ReadDir("/proc/self/fd")
 	return len(entries)
+}
+
+// oneApp is a config serving the basic test app alone at "/", with extra
+// app settings (e.g. "max_requests: 3").
+func oneApp(settings string) string {
+	if settings != "" {
+		settings = ", " + settings
+	}
+	return `
+listeners: ["127.0.0.1:0"]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}` + settings + `}
+mounts:
+  "/": app
+`
 }
