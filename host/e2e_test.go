@@ -242,6 +242,7 @@ func TestResponses(t *testing.T) {
 		{path: "/bad-header", code: 500, noHeader: "Injected"},
 		{path: "/bad-header-name", code: 500},
 		{path: "/bad-status", code: 500},
+		{path: "/two-lengths", code: 500},
 		{path: "/empty-chunks", code: 200, body: "data"},
 		{path: "/nothing-here", code: 404, body: "not found: /nothing-here"},
 		{path: "/", code: 200, body: "basic ok", header: "Content-Length"},

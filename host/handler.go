@@ -144,7 +144,11 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 	envBytes := env.Bytes()
 
 	start := time.Now()
-	for {
+	for attempt := 0; ; attempt++ {
+		if attempt == 10 || r.Context().Err() != nil {
+			h.unavailable(w, r, app, errNoWorker)
+			return
+		}
 		pr, err := app.pool.acquire(r.Context().Done())
 		if err != nil {
 			h.unavailable(w, r, app, err)
@@ -249,23 +253,19 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 	defer timer.Stop()
 	for {
 		f, err := call.Next(r.Context().Done(), timer.C)
-		if errors.Is(err, worker.ErrWaitTimedOut) {
-			// The clock runs from when the worker could start the request,
-			// not from when it was queued behind others on the worker.
-			if at := call.StartedAt(); at.IsZero() || time.Since(at) < timeout {
-				if at.IsZero() {
-					at = time.Now()
-				}
-				timer.Reset(timeout - time.Since(at))
-				continue
-			}
+		if errors.Is(err, worker.ErrWaitTimedOut) && !expired(call, timer, timeout) {
+			continue
 		}
 		if err != nil {
 			switch {
 			case errors.Is(err, worker.ErrNotStarted):
 				return true
 			case errors.Is(err, worker.ErrCanceled):
-				return false // the client went away
+				// The client went away. The worker is told to stop; should
+				// the app not stop, the timeout still applies.
+				call.Abandon()
+				go h.watchdog(app, call, pr, r.Method, r.URL.Path)
+				return false
 			case errors.Is(err, worker.ErrWaitTimedOut):
 				h.log.Error().Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Int("pid", p.Pid).
 					Dur("duration", time.Since(call.StartedAt())).Dur("timeout", timeout).
@@ -318,7 +318,10 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 		case worker.FrameFile:
 			if !head {
 				if err := sendFile(w, f); err != nil {
+					f.File.Close()
 					h.log.Debug().Err(err).Str("app", app.name).Msg("sending a file response")
+					call.Abandon()
+					panic(http.ErrAbortHandler) // never a silently short body
 				} else {
 					h.log.Debug().Str("app", app.name).Msg("response body sent from the file")
 				}
@@ -336,6 +339,45 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 			}
 			panic(http.ErrAbortHandler)
 		}
+	}
+}
+
+// expired reports whether a request has run for timeout since the worker
+// could start it (not since it was queued behind others on the worker);
+// if not, it re-arms timer for the rest.
+func expired(call *worker.Call, timer *time.Timer, timeout time.Duration) bool {
+	at := call.StartedAt()
+	if !at.IsZero() && time.Since(at) >= timeout {
+		return true
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	timer.Reset(timeout - time.Since(at))
+	return false
+}
+
+// watchdog enforces the timeout of a request whose client went away: it
+// waits for the worker to finish it and kills the worker if it overruns.
+func (h *Host) watchdog(app *appRuntime, call *worker.Call, pr *proc, method, path string) {
+	timeout := app.def.Timeout
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		_, err := call.Next(nil, timer.C)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, worker.ErrWaitTimedOut):
+			if !expired(call, timer, timeout) {
+				continue
+			}
+			h.log.Error().Str("app", app.name).Str("method", method).Str("path", path).Int("pid", pr.p.Pid).
+				Dur("timeout", timeout).Msg("request of a client that left timed out; killing the worker")
+			pr.timedOut.Store(true)
+			pr.p.Kill()
+		}
+		return
 	}
 }
 

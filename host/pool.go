@@ -56,15 +56,17 @@ type slot struct {
 
 // proc is a live worker process and its load.
 type proc struct {
-	p        *worker.Process
-	slot     *slot
-	inflight int
-	served   int
-	limit    int  // recycle after this many requests (0: never)
-	retiring bool // being recycled: takes no new requests
-	replaced bool // its replacement is installed: close once idle
-	started  time.Time
-	timedOut atomic.Bool // killed for a request past its timeout
+	p         *worker.Process
+	slot      *slot
+	inflight  int
+	served    int
+	limit     int  // recycle after this many requests (0: never)
+	retiring  bool // being recycled: takes no new requests
+	replaced  bool // its replacement is installed: close once idle
+	orphaned  bool // exited while retiring: its slot waits for the recycle
+	noRecycle bool // a replacement failed to start: keep this one
+	started   time.Time
+	timedOut  atomic.Bool // killed for a request past its timeout
 }
 
 type waiter struct {
@@ -134,6 +136,11 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 		}
 	}
 	pl.mu.Lock()
+	if pl.stopped {
+		pl.mu.Unlock()
+		p.Close(time.Second)
+		return
+	}
 	s.cur = pr
 	pl.dispatchLocked(pr)
 	pl.mu.Unlock()
@@ -152,6 +159,9 @@ func (pl *pool) supervise(pr *proc) {
 		s.cur = nil
 	}
 	stop := pl.stopped || pr.retiring
+	if pr.retiring && !pr.replaced {
+		pr.orphaned = true // recycle restarts the slot if its start fails
+	}
 	if time.Since(started) > 30*time.Second {
 		s.backoff = 0
 	}
@@ -304,7 +314,7 @@ var pipelineWindow = 10 * time.Millisecond
 func (pl *pool) pickLocked() *proc {
 	var best *proc
 	for _, s := range pl.slots {
-		if pr := s.cur; pr != nil && !pr.retiring && (best == nil || pr.inflight < best.inflight) {
+		if pr := s.cur; pr != nil && !pr.retiring && (best == nil || pr.inflight < best.inflight) && !pr.p.Dead() {
 			best = pr
 		}
 	}
@@ -352,7 +362,7 @@ func (pl *pool) release(pr *proc) {
 		return
 	}
 	reason := ""
-	if !pr.retiring && !pl.stopped {
+	if !pr.retiring && !pr.noRecycle && !pl.stopped {
 		if pr.limit > 0 && pr.served >= pr.limit {
 			reason = "max_requests"
 		} else if pl.app.MaxRSS > 0 && rss(pr.p.Pid) > pl.app.MaxRSS {
@@ -380,8 +390,16 @@ func (pl *pool) recycle(pr *proc, reason string) {
 		log.Error().Err(err).Msg("could not start the replacement; the old worker keeps serving")
 		pl.mu.Lock()
 		pr.retiring = false
-		pl.dispatchLocked(pr)
+		pr.noRecycle = true
+		orphaned := pr.orphaned
+		if !orphaned {
+			pl.dispatchLocked(pr)
+		}
 		pl.mu.Unlock()
+		if orphaned {
+			// The old worker died meanwhile: restart the slot as after a crash.
+			go pl.supervise(pr)
+		}
 		return
 	}
 	if pl.isStopped() {

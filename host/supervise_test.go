@@ -513,3 +513,46 @@ mounts:
   "/": app
 `
 }
+
+// TestPipelinedResponseNotHeldBack: a response the worker has finished is
+// sent before it starts the next pipelined request, so a fast request is
+// never held back by a slow one queued behind it on the same worker.
+func TestPipelinedResponseNotHeldBack(t *testing.T) {
+	setPipelineWindow(t, time.Hour)
+	th := startHost(t, oneApp(""))
+	gate, slow := t.TempDir(), t.TempDir()
+	first := make(chan string, 1)
+	go func() { _, b := th.get("/rendezvous?dir=" + gate + "&me=a&peer=b"); first <- b }()
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(gate, "a")); return err == nil }, "the worker to be busy")
+	fast := make(chan int, 1)
+	go func() { code, _ := th.get("/pid"); fast <- code }()
+	waitFor(t, func() bool { return th.inflight("app") == 2 }, "the fast request to be pipelined")
+	go th.get("/rendezvous?dir=" + slow + "&me=c&peer=d") // a list response that waits for "d"
+	waitFor(t, func() bool { return th.inflight("app") == 3 }, "the slow request to be pipelined")
+	os.WriteFile(filepath.Join(gate, "b"), nil, 0o644) // the worker now reads both at once
+	<-first
+	select {
+	case code := <-fast:
+		if code != 200 {
+			t.Errorf("fast request: %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the fast response was held back behind the slow request")
+	}
+	os.WriteFile(filepath.Join(slow, "d"), nil, 0o644)
+}
+
+// TestTimeoutAfterClientLeft: a request whose client went away still has
+// its timeout: a hung app's worker is killed and replaced.
+func TestTimeoutAfterClientLeft(t *testing.T) {
+	th := startHost(t, oneApp("timeout: 1s"))
+	before := th.Pids("app")
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	if _, err := client.Get(th.URL + "/hang"); err == nil {
+		t.Fatal("the hanging request answered")
+	}
+	waitFor(t, func() bool { p := th.Pids("app"); return len(p) == 1 && p[0] != before[0] }, "the hung worker to be killed and replaced")
+	if code, _ := th.get("/pid"); code != 200 {
+		t.Errorf("after the kill: %d", code)
+	}
+}

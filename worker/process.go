@@ -193,6 +193,7 @@ func Start(spec *Spec) (*Process, error) {
 	case err != nil:
 		p.kill()
 		<-p.exited
+		conn.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
 		}
@@ -200,10 +201,12 @@ func Start(spec *Spec) (*Process, error) {
 	case f.Type == FrameFailed:
 		p.kill()
 		<-p.exited
+		conn.Close()
 		return nil, &LoadError{App: spec.App, Traceback: string(f.Payload)}
 	case f.Type != FrameReady:
 		p.kill()
 		<-p.exited
+		conn.Close()
 		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
 	}
 	go p.readLoop(br)
@@ -231,9 +234,49 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	if 4+int64(len(env))+bodyLen > MaxPayload {
 		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
 	}
+	var hdr [HeaderSize + 4]byte
+	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
+	large := bodyFile != nil || bodyLen > largeWrite
+
+	// The id, the place in p.order and the place of the bytes on the
+	// socket are all decided under p.wmu, so the worker sees requests in
+	// the order they were registered (which tells which ones it started).
+	p.wmu.Lock()
+	if large {
+		for p.flushing {
+			p.wcond.Wait()
+		}
+	}
+	c, err := p.register(onDone)
+	if err != nil {
+		p.wmu.Unlock()
+		return nil, err
+	}
+	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
+	if large {
+		err = p.writeLargeLocked(net.Buffers{hdr[:], env, body}, bodyFile, bodyLen)
+	} else {
+		p.wbuf = append(append(append(p.wbuf, hdr[:]...), env...), body...)
+		if p.flushing {
+			p.wmu.Unlock()
+			return c, nil
+		}
+		p.flushing = true
+		err = p.flushLocked()
+	}
+	if err != nil {
+		// A partial frame: the stream is unusable. The read loop sees the
+		// connection die and finishes every call.
+		p.conn.Close()
+	}
+	return c, nil
+}
+
+// register adds a call for a new request.
+func (p *Process) register(onDone func()) (*Call, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.dead || p.closed {
-		p.mu.Unlock()
 		return nil, ErrNotStarted
 	}
 	p.nextID++
@@ -246,23 +289,14 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	if len(p.order) <= p.threads() {
 		c.startedAt = time.Now()
 	}
-	p.mu.Unlock()
-
-	var hdr [HeaderSize + 4]byte
-	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
-	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
-	var err error
-	if bodyFile != nil || bodyLen > largeWrite {
-		err = p.writeLarge(net.Buffers{hdr[:], env, body}, bodyFile, bodyLen)
-	} else {
-		err = p.write(hdr[:], env, body)
-	}
-	if err != nil {
-		// A partial frame: the stream is unusable. The read loop sees the
-		// connection die and finishes every call.
-		p.conn.Close()
-	}
 	return c, nil
+}
+
+// Dead reports whether the connection to the worker is gone.
+func (p *Process) Dead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dead
 }
 
 func (p *Process) threads() int { return max(p.spec.Threads, 1) }
@@ -284,14 +318,11 @@ func (p *Process) write(parts ...[]byte) error {
 	return p.flushLocked()
 }
 
-// writeLarge writes a large request directly (with writev, and the body
-// file with copy_file_range/sendfile where the kernel can), after what is
-// queued, without copying it into the shared buffer.
-func (p *Process) writeLarge(bufs net.Buffers, file *os.File, n int64) error {
-	p.wmu.Lock()
-	for p.flushing {
-		p.wcond.Wait()
-	}
+// writeLargeLocked writes a large request directly (with writev, and the
+// body file with copy_file_range/sendfile where the kernel can), after
+// what is queued, without copying it into the shared buffer. p.wmu is
+// held, no flush is in progress; it is released on return.
+func (p *Process) writeLargeLocked(bufs net.Buffers, file *os.File, n int64) error {
 	p.flushing = true
 	pending := p.wbuf
 	p.wbuf = nil
@@ -322,6 +353,8 @@ func (p *Process) flushLocked() error {
 		p.wmu.Lock()
 		if cap(buf) <= 1<<20 {
 			p.wspare = buf[:0]
+		} else {
+			p.wspare = nil // too big to keep; never share it with wbuf
 		}
 		if err != nil {
 			p.werr = err
@@ -380,7 +413,13 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		c.push(f)
 	}
 	p.fds.closeAll()
+	// Whatever ended the stream (the worker exiting, a protocol error, a
+	// failed write), the process is of no more use: make sure it goes, so
+	// that its slot is restarted. (Close stops it the graceful way.)
 	p.mu.Lock()
+	if !p.closed {
+		p.kill()
+	}
 	p.dead = true
 	calls := p.order
 	p.calls, p.order = nil, nil
@@ -538,9 +577,18 @@ func (c *Call) push(f Frame) {
 			f.File.Close()
 		}
 		n := c.takeCredit(last)
+		c.finished = c.finished || last
 		c.mu.Unlock()
+		if last {
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
 		if n > 0 {
-			c.p.credit(c.ID, n)
+			// Never write from the read loop: it must keep reading, or a
+			// worker blocked writing to us would wait on it forever.
+			go c.p.credit(c.ID, n)
 		}
 	} else {
 		c.q = append(c.q, f)

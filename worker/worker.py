@@ -200,19 +200,24 @@ class Conn:
                 self.credit_cv.notify_all()
 
     def begin(self, rid):
+        """Start the accounting of rid; False if it was cancelled before it
+        started (its client left while it waited here)."""
         with self.credit_cv:
             self.unacked[rid] = 0
+            return rid not in self.cancelled
 
     def finish(self, rid):
         with self.credit_cv:
             self.unacked.pop(rid, None)
             self.cancelled.discard(rid)
+            if len(self.cancelled) > 256:
+                # Cancels that came after their request ended: drop the old.
+                self.cancelled = {r for r in self.cancelled if r > rid - 10000}
 
     def cancel(self, rid):
         with self.credit_cv:
-            if rid in self.unacked:
-                self.cancelled.add(rid)
-                self.credit_cv.notify_all()
+            self.cancelled.add(rid)
+            self.credit_cv.notify_all()
 
     def is_cancelled(self, rid):
         """Whether the host cancelled rid; in inline mode, first reads
@@ -233,9 +238,10 @@ class Conn:
                     self.credit_cv.wait()
                 if self.closed:
                     raise ConnectionError("the host closed the connection")
-        if rid in self.cancelled:
-            raise Cancelled()
-        self.unacked[rid] += n
+        with self.credit_cv:
+            if rid in self.cancelled:
+                raise Cancelled()
+            self.unacked[rid] = self.unacked.get(rid, 0) + n
 
     def close(self):
         with self.credit_cv:
@@ -268,7 +274,10 @@ class Worker:
         environ["wsgi.input"] = Input(payload, 4 + elen)
         conn = self.conn
         req = Response(rid, out, conn)
-        conn.begin(rid)
+        if not conn.begin(rid):
+            conn.finish(rid)
+            out.append(HDR.pack(T_END, rid, 0))
+            return
         result = None
         try:
             try:
@@ -469,7 +478,12 @@ def check_headers(headers):
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
         if not (value.isascii() and value.isprintable()) and not VALUE_RE.match(value):
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
-        has_length = has_length or is_length
+        if is_length:
+            if has_length:
+                raise WSGIError("more than one Content-Length response header")
+            if not value.isdigit():
+                raise WSGIError("malformed Content-Length %r" % (value,))
+            has_length = True
     return has_length
 
 
@@ -581,6 +595,11 @@ def serve_inline(worker, conn, reader):
         while pending:
             kind, rid, payload = pending.pop(0)
             if kind == T_REQUEST:
+                # A finished response never waits for the next request: the
+                # host must know it ended before the next one starts.
+                if out:
+                    conn.send(out)
+                    out.clear()
                 worker.handle(rid, payload, out)
         if out:
             conn.send(out)

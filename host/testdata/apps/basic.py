@@ -212,6 +212,11 @@ def bad_header_name(environ, start_response):
     return [b"x"]
 
 
+def two_lengths(environ, start_response):
+    start_response("200 OK", [("Content-Length", "5"), ("Content-Length", "50")])
+    return [b"12345"]
+
+
 def bad_status(environ, start_response):
     start_response("200", [("Content-Type", TEXT)])
     return [b"x"]
@@ -389,6 +394,7 @@ ROUTES = {
     "/bad-header": bad_header,
     "/bad-header-name": bad_header_name,
     "/bad-status": bad_status,
+    "/two-lengths": two_lengths,
     "/close": close,
     "/close-raise": close_raise,
     "/slow": slow,
