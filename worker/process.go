@@ -213,6 +213,20 @@ func Start(spec *Spec) (*Process, error) {
 	return p, nil
 }
 
+// Attach speaks the protocol over conn to a worker that is already
+// running and ready (no process is started or signalled): benchmarks use it
+// with an in-process fake worker. Exited is closed when conn is done.
+func Attach(spec *Spec, conn *net.UnixConn) *Process {
+	p := &Process{spec: spec, conn: conn, calls: map[uint32]*Call{}, exited: make(chan struct{})}
+	p.wcond = sync.NewCond(&p.wmu)
+	p.fds = &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
+	go func() {
+		p.readLoop(bufio.NewReaderSize(p.fds, 64<<10))
+		close(p.exited)
+	}()
+	return p
+}
+
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
@@ -529,7 +543,9 @@ func (p *Process) Close(grace time.Duration) {
 	p.closed = true
 	p.mu.Unlock()
 	p.conn.CloseWrite()
-	syscall.Kill(-p.Pid, syscall.SIGTERM)
+	if p.cmd != nil {
+		syscall.Kill(-p.Pid, syscall.SIGTERM)
+	}
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -542,6 +558,10 @@ func (p *Process) Close(grace time.Duration) {
 }
 
 func (p *Process) kill() {
+	if p.cmd == nil { // attached: no process of ours to signal
+		p.conn.Close()
+		return
+	}
 	syscall.Kill(-p.Pid, syscall.SIGKILL)
 	p.cmd.Process.Kill()
 }
