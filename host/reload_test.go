@@ -53,15 +53,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	load := func(client *http.Client, path string) {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			resp, err := client.Get(th.URL + path)
+			err := getOK(client, th.URL+path)
 			requests.Add(1)
 			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					continue
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
+				continue
 			}
 			failures.Add(1)
 			failMu.Lock()

@@ -17,6 +17,20 @@ import (
 	"time"
 )
 
+// getOK fetches url, reads the body, and fails unless the status is 200.
+func getOK(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // background runs requests against path until the test ends and fails the
 // test if any of them did not get 200: the bystander app that must not
 // notice what happens to its neighbour.
@@ -31,15 +45,10 @@ func (th *testHost) background(path string) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				resp, err := client.Get(th.URL + path)
+				err := getOK(client, th.URL+path)
 				n.Add(1)
 				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						continue
-					}
-					err = fmt.Errorf("status %d", resp.StatusCode)
+					continue
 				}
 				failed.Add(1)
 				first.CompareAndSwap(nil, err.Error())
