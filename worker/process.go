@@ -47,6 +47,11 @@ type Spec struct {
 	Env map[string]string
 	// StartTimeout bounds the import of the app; 0 means 60s.
 	StartTimeout time.Duration
+	// BodySlots is how many request bodies of up to BodySlotSize may wait
+	// at once in memory shared with the worker (see bodyArena); 0 sends
+	// every body through the socket. The host sets it to the most requests
+	// it gives one worker at once.
+	BodySlots int
 	// Log receives the process's stdout and stderr, line by line.
 	Log zerolog.Logger
 }
@@ -93,7 +98,8 @@ type Process struct {
 	flushing bool       // a goroutine is writing to conn
 	werr     error
 
-	fds *fdReader
+	fds   *fdReader
+	arena *bodyArena // nil: bodies go through the socket
 
 	mu     sync.Mutex
 	calls  map[uint32]*Call
@@ -123,10 +129,21 @@ func Start(spec *Spec) (*Process, error) {
 	}
 	conn := fc.(*net.UnixConn)
 
+	var arena *bodyArena
+	if spec.BodySlots > 0 {
+		if arena, err = newBodyArena(spec.App, spec.BodySlots); err != nil {
+			conn.Close()
+			childFile.Close()
+			return nil, fmt.Errorf("app %q: %w", spec.App, err)
+		}
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		conn.Close()
 		childFile.Close()
+		if arena != nil {
+			arena.close()
+		}
 		return nil, fmt.Errorf("app %q: pipe: %w", spec.App, err)
 	}
 	python := spec.Python
@@ -151,6 +168,10 @@ func Start(spec *Spec) (*Process, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.ExtraFiles = []*os.File{childFile}
+	if arena != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, arena.f)
+		cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD=4", "GOWSGI_BODY_SIZE="+strconv.FormatInt(arena.size(), 10))
+	}
 	cmd.Stdout = outW
 	cmd.Stderr = outW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -161,9 +182,12 @@ func Start(spec *Spec) (*Process, error) {
 	if err != nil {
 		conn.Close()
 		outR.Close()
+		if arena != nil {
+			arena.close()
+		}
 		return nil, fmt.Errorf("app %q: start %s: %w", spec.App, python, err)
 	}
-	p := &Process{spec: spec, cmd: cmd, conn: conn, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
+	p := &Process{spec: spec, cmd: cmd, conn: conn, arena: arena, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
 	p.wcond = sync.NewCond(&p.wmu)
 	log := spec.Log.With().Str("app", spec.App).Int("pid", p.Pid).Logger()
 	go func() {
@@ -194,6 +218,7 @@ func Start(spec *Spec) (*Process, error) {
 		p.kill()
 		<-p.exited
 		conn.Close()
+		p.closeArena()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
 		}
@@ -202,11 +227,13 @@ func Start(spec *Spec) (*Process, error) {
 		p.kill()
 		<-p.exited
 		conn.Close()
+		p.closeArena()
 		return nil, &LoadError{App: spec.App, Traceback: string(f.Payload)}
 	case f.Type != FrameReady:
 		p.kill()
 		<-p.exited
 		conn.Close()
+		p.closeArena()
 		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
 	}
 	go p.readLoop(br)
@@ -248,9 +275,15 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	if 4+int64(len(env))+bodyLen > MaxPayload {
 		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
 	}
+	// A large body goes into shared memory if there is room: copied
+	// before the lock, since its place in the stream does not matter.
+	slot, off := -1, int64(0)
+	if bodyFile == nil && p.arena != nil && len(body) > largeWrite && len(body) <= BodySlotSize {
+		slot, off = p.arena.put(body)
+	}
 	var hdr [HeaderSize + 4]byte
 	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
-	large := bodyFile != nil || bodyLen > largeWrite
+	large := slot < 0 && (bodyFile != nil || bodyLen > largeWrite)
 
 	// The id, the place in p.order and the place of the bytes on the
 	// socket are all decided under p.wmu, so the worker sees requests in
@@ -261,12 +294,24 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 			p.wcond.Wait()
 		}
 	}
-	c, err := p.register(onDone)
+	c, err := p.register(onDone, slot)
 	if err != nil {
 		p.wmu.Unlock()
+		if slot >= 0 {
+			p.arena.release(slot)
+		}
 		return nil, err
 	}
-	PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
+	switch {
+	case slot >= 0:
+		var loc [16]byte
+		binary.LittleEndian.PutUint64(loc[:], uint64(off))
+		binary.LittleEndian.PutUint64(loc[8:], uint64(len(body)))
+		PutHeader(hdr[:], FrameRequestMapped, c.ID, 4+len(env)+len(loc))
+		body = loc[:]
+	default:
+		PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
+	}
 	if large {
 		err = p.writeLargeLocked(net.Buffers{hdr[:], env, body}, bodyFile, bodyLen)
 	} else {
@@ -286,8 +331,9 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	return c, nil
 }
 
-// register adds a call for a new request.
-func (p *Process) register(onDone func()) (*Call, error) {
+// register adds a call for a new request whose body is in the shared
+// slot (or -1).
+func (p *Process) register(onDone func(), slot int) (*Call, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead || p.closed {
@@ -297,7 +343,7 @@ func (p *Process) register(onDone func()) (*Call, error) {
 	if p.nextID == 0 {
 		p.nextID = 1
 	}
-	c := &Call{ID: p.nextID, p: p, wake: make(chan struct{}, 1), onDone: onDone}
+	c := &Call{ID: p.nextID, p: p, slot: slot, wake: make(chan struct{}, 1), onDone: onDone}
 	p.calls[c.ID] = c
 	p.order = append(p.order, c)
 	if len(p.order) <= p.threads() {
@@ -416,6 +462,9 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
 			delete(p.calls, f.ID)
 			p.finishLocked(c)
+			if c.slot >= 0 {
+				p.arena.release(c.slot) // the worker is done with the body
+			}
 		}
 		p.mu.Unlock()
 		if c == nil {
@@ -427,6 +476,7 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		c.push(f)
 	}
 	p.fds.closeAll()
+	p.closeArena()
 	// Whatever ended the stream (the worker exiting, a protocol error, a
 	// failed write), the process is of no more use: make sure it goes, so
 	// that its slot is restarted. (Close stops it the graceful way.)
@@ -448,6 +498,12 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 	}
 	p.conn.Close()
+}
+
+func (p *Process) closeArena() {
+	if p.arena != nil {
+		p.arena.close()
+	}
 }
 
 // OldestStart returns when the oldest request the worker is running
@@ -575,6 +631,7 @@ type Call struct {
 	p  *Process
 
 	startedAt time.Time // when the worker could start it; guarded by p.mu
+	slot      int       // the shared body slot it holds, or -1
 
 	mu         sync.Mutex
 	q          []Frame

@@ -9,7 +9,9 @@
 //	length  uint32  payload length (little endian)
 //
 // Host to worker: FrameRequest (uint32 environ length, the environ as a
-// Python marshal dict, then the whole body), FrameCredit (uint32 count of
+// Python marshal dict, then the whole body), FrameRequestMapped (the same,
+// but a large body is in memory shared with the worker and the frame
+// gives its offset and length), FrameCredit (uint32 count of
 // response bytes the host has passed on to the client, reopening the
 // request's flow-control window) and FrameCancel (the client went away: the
 // worker stops iterating the response, calls its close() and ends it). Worker to host: FrameReady or FrameFailed
@@ -32,15 +34,18 @@ import (
 // Frame types.
 const (
 	FrameRequest byte = 'R' // host: a request (environ and body)
-	FrameCredit  byte = 'C' // host: uint32 bytes of response passed on
-	FrameCancel  byte = 'K' // host: the client went away; stop the response
-	FrameReady   byte = 'H' // worker: the app loaded; payload is the pid
-	FrameFailed  byte = 'F' // worker: the app failed to load; payload is the traceback
-	FrameStart   byte = 'S' // worker: "status\r\nName: value\r\n..."
-	FrameBody    byte = 'B' // worker: a chunk of response body
-	FrameFile    byte = 'D' // worker: uint64 offset, uint64 length of a file whose descriptor came with the frame
-	FrameEnd     byte = 'E' // worker: the response is complete
-	FrameAbort   byte = 'X' // worker: the app failed; payload is the request line and traceback
+	// FrameRequestMapped is a request whose body is in the worker's shared
+	// body area: uint32 environ length, environ, uint64 offset, uint64 length.
+	FrameRequestMapped byte = 'M'
+	FrameCredit        byte = 'C' // host: uint32 bytes of response passed on
+	FrameCancel        byte = 'K' // host: the client went away; stop the response
+	FrameReady         byte = 'H' // worker: the app loaded; payload is the pid
+	FrameFailed        byte = 'F' // worker: the app failed to load; payload is the traceback
+	FrameStart         byte = 'S' // worker: "status\r\nName: value\r\n..."
+	FrameBody          byte = 'B' // worker: a chunk of response body
+	FrameFile          byte = 'D' // worker: uint64 offset, uint64 length of a file whose descriptor came with the frame
+	FrameEnd           byte = 'E' // worker: the response is complete
+	FrameAbort         byte = 'X' // worker: the app failed; payload is the request line and traceback
 )
 
 // HeaderSize is the length of a frame header.

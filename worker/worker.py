@@ -7,6 +7,8 @@
 #
 # Host -> worker:
 #   R  request: uint32 environ length, environ (marshal dict), body bytes
+#   M  request whose body is in the shared body area (GOWSGI_BODY_FD, mapped
+#      read-only): uint32 environ length, environ, uint64 offset, uint64 length
 #   C  credit: uint32 bytes the host has passed on for that request
 #   K  cancel: the client went away; stop iterating the response
 # Worker -> host:
@@ -21,6 +23,7 @@
 #      after: the host cuts the connection)
 import io
 import marshal
+import mmap
 import os
 import re
 import signal
@@ -39,10 +42,11 @@ READ_SIZE = 65536
 # before its thread waits for credit (backpressure from slow clients).
 WINDOW = 1 << 20
 
-T_REQUEST, T_CREDIT, T_CANCEL = ord("R"), ord("C"), ord("K")
+T_REQUEST, T_MAPPED, T_CREDIT, T_CANCEL = ord("R"), ord("M"), ord("C"), ord("K")
 T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT, T_FILE = (
     ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"), ord("D"))
 FILE = struct.Struct("<QQ")
+PLACE = FILE  # offset and length, of a file range or of a body in the shared area
 IOV_MAX = 512
 
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
@@ -59,33 +63,46 @@ class Cancelled(Exception):
 
 
 class Input:
-    """wsgi.input over the request body the host read in full: the bytes of
-    buf from start on (no copy of a large body is made to slice it off)."""
+    """wsgi.input over the request body the host read in full: buf[start:end],
+    where buf is the request frame (bytes, or a bytearray for a large one)
+    or the shared body area (mmap). Reads copy only what they return."""
 
-    __slots__ = ("_buf", "_pos", "_len")
+    __slots__ = ("_buf", "_view", "_pos", "_len")
 
-    def __init__(self, buf, start=0):
+    def __init__(self, buf, start, end):
         self._buf = buf
+        # Slicing bytes or an mmap gives bytes; a bytearray's memoryview
+        # gives a view that bytes() copies once.
+        self._view = memoryview(buf) if type(buf) is bytearray else buf
         self._pos = start
-        self._len = len(buf)
+        self._len = end
+
+    def _get(self, pos, end):
+        data = self._view[pos:end]
+        return data if type(data) is bytes else bytes(data)
+
+    def detach(self):
+        """End of the request: the body's memory may be reused at once."""
+        self._buf = self._view = b""
+        self._pos = self._len = 0
 
     def read(self, size=-1):
         pos = self._pos
         if size is None or size < 0:
             end = self._len
         else:
-            end = min(self._len, pos + size)
+            end = min(self._len, pos + max(size, 0))
         self._pos = end
-        return bytes(self._buf[pos:end])
+        return self._get(pos, end)
 
     def readline(self, size=-1):
         pos = self._pos
-        nl = self._buf.find(b"\n", pos)
+        nl = self._buf.find(b"\n", pos, self._len)
         end = self._len if nl < 0 else nl + 1
         if size is not None and size >= 0:
             end = min(end, pos + size)
         self._pos = end
-        return bytes(self._buf[pos:end])
+        return self._get(pos, end)
 
     def readlines(self, hint=-1):
         lines = []
@@ -250,9 +267,10 @@ class Conn:
 
 
 class Worker:
-    def __init__(self, app, conn, threads, workers):
+    def __init__(self, app, conn, threads, workers, bodies=None):
         self.app = app
         self.conn = conn
+        self.bodies = bodies  # the shared body area (mmap), if any
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": Errors(),
@@ -262,8 +280,8 @@ class Worker:
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def handle(self, rid, payload, out):
-        """Run the app for one request.
+    def handle(self, kind, rid, payload, out):
+        """Run the app for one request (a T_REQUEST or T_MAPPED frame).
 
         Frames are appended to out; a response that streams (anything but a
         list or tuple) is flushed as it goes and out is emptied first.
@@ -271,10 +289,16 @@ class Worker:
         (elen,) = U32.unpack_from(payload, 0)
         environ = marshal.loads(payload[4:4 + elen])
         environ.update(self.base)
-        environ["wsgi.input"] = Input(payload, 4 + elen)
+        if kind == T_MAPPED:
+            offset, length = PLACE.unpack_from(payload, 4 + elen)
+            inp = Input(self.bodies, offset, offset + length)
+        else:
+            inp = Input(payload, 4 + elen, len(payload))
+        environ["wsgi.input"] = inp
         conn = self.conn
         req = Response(rid, out, conn)
         if not conn.begin(rid):
+            inp.detach()
             conn.finish(rid)
             out.append(HDR.pack(T_END, rid, 0))
             return
@@ -339,6 +363,7 @@ class Worker:
         else:
             out.append(HDR.pack(T_END, rid, 0))
         finally:
+            inp.detach()
             conn.finish(rid)
 
 
@@ -594,13 +619,13 @@ def serve_inline(worker, conn, reader):
             break
         while pending:
             kind, rid, payload = pending.pop(0)
-            if kind == T_REQUEST:
+            if kind == T_REQUEST or kind == T_MAPPED:
                 # A finished response never waits for the next request: the
                 # host must know it ended before the next one starts.
                 if out:
                     conn.send(out)
                     out.clear()
-                worker.handle(rid, payload, out)
+                worker.handle(kind, rid, payload, out)
         if out:
             conn.send(out)
             out.clear()
@@ -617,7 +642,7 @@ def serve_threaded(worker, conn, reader, threads):
             item = q.get()
             if item is None:
                 return
-            worker.handle(item[0], item[1], out)
+            worker.handle(item[0], item[1], item[2], out)
             if out:
                 conn.send(out)
                 out.clear()
@@ -630,8 +655,8 @@ def serve_threaded(worker, conn, reader, threads):
         if batch is None:
             break
         for kind, rid, payload in batch:
-            if kind == T_REQUEST:
-                q.put((rid, payload))
+            if kind == T_REQUEST or kind == T_MAPPED:
+                q.put((kind, rid, payload))
             elif kind == T_CREDIT:
                 conn.credit(rid, U32.unpack_from(payload)[0])
             elif kind == T_CANCEL:
@@ -647,6 +672,13 @@ def main():
     attr = os.environ.pop("GOWSGI_CALLABLE", "application")
     threads = int(os.environ.pop("GOWSGI_THREADS", "1"))
     workers = int(os.environ.pop("GOWSGI_WORKERS", "1"))
+    bodies = None
+    body_fd = os.environ.pop("GOWSGI_BODY_FD", None)
+    body_size = int(os.environ.pop("GOWSGI_BODY_SIZE", "0"))
+    if body_fd is not None:
+        body_fd = int(body_fd)
+        bodies = mmap.mmap(body_fd, body_size, mmap.MAP_SHARED, mmap.PROT_READ)
+        os.close(body_fd)
     # The host stops a worker with SIGTERM once its requests are done:
     # exit through sys.exit so that the app's atexit handlers run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -661,7 +693,7 @@ def main():
     except BaseException:
         conn.send([frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))])
         sys.exit(1)
-    worker = Worker(app, conn, threads, workers)
+    worker = Worker(app, conn, threads, workers, bodies)
     conn.send([frame(T_READY, 0, str(os.getpid()).encode())])
     reader = FrameReader(sock)
     try:

@@ -1,0 +1,88 @@
+package host
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/gowsgi/gowsgi/worker"
+)
+
+// patterned returns n bytes that differ for every seed and contain
+// newlines, so that a body from another request or a stale slot shows.
+func patterned(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, n64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		if r.IntN(50) == 0 {
+			b[i] = '\n'
+		} else {
+			b[i] = byte('a' + r.IntN(26))
+		}
+	}
+	return b
+}
+
+func n64(n int) uint64 { return uint64(n) }
+
+// TestBodySizes sends bodies around the sizes where the path changes:
+// inline in the request frame (≤ 64 KiB), through the shared body area (≤
+// worker.BodySlotSize), spooled to a file and sent through the socket
+// (larger), to a single-threaded worker and to threaded ones, read with
+// read(), read(n) and readline().
+func TestBodySizes(t *testing.T) {
+	th := startHost(t, basicConfig)
+	sizes := []int{0, 1, 64 << 10, 64<<10 + 1, 300_000, worker.BodySlotSize - 1, worker.BodySlotSize, worker.BodySlotSize + 1, 2*worker.BodySlotSize + 3}
+	paths := []string{"/echo", "/echo-sized", "/echo-lines", "/env/sub/echo", "/env/sub/echo-lines"}
+	for _, size := range sizes {
+		for _, p := range paths {
+			t.Run(fmt.Sprintf("%s/%d", p, size), func(t *testing.T) {
+				body := patterned(size, uint64(len(p)))
+				resp, err := http.Post(th.URL+p, "application/octet-stream", bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !bytes.Equal(got, body) {
+					t.Errorf("status %d, %d bytes back of %d, equal=%v", resp.StatusCode, len(got), size, bytes.Equal(got, body))
+				}
+			})
+		}
+	}
+}
+
+// TestLargeBodiesConcurrently sends more large bodies at once than a
+// worker has shared slots, each different: every response must be its own
+// body, whichever way it went and however slots were reused.
+func TestLargeBodiesConcurrently(t *testing.T) {
+	th := startHost(t, basicConfig)
+	const clients, rounds = 12, 4
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				for _, p := range []string{"/echo", "/env/sub/echo"} {
+					body := patterned(200_000+c*1000+r, uint64(c*100+r))
+					resp, err := http.Post(th.URL+p, "application/octet-stream", bytes.NewReader(body))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					got, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || !bytes.Equal(got, body) {
+						t.Errorf("client %d round %d %s: status %d, %d bytes back of %d, equal=%v", c, r, p, resp.StatusCode, len(got), len(body), bytes.Equal(got, body))
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
