@@ -554,9 +554,9 @@ def server_label(server):
 
 def table(results, scenarios, servers):
     head = ["scenario", "server", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RSS MiB",
-            "gowsgi rps ÷ server rps", "server CPU ÷ gowsgi CPU", "errors"]
+            "gowsgi rps ÷ server rps", "server CPU ÷ gowsgi CPU", "req/s of every round", "errors"]
     rows = ["| " + " | ".join(head) + " |",
-            "|" + "|".join(["---", "---"] + ["---:"] * 7 + ["---"]) + "|"]
+            "|" + "|".join(["---", "---"] + ["---:"] * 8 + ["---"]) + "|"]
     by = {(r["scenario"], r["server"]): r for r in results}
     for sc in scenarios:
         g = by.get((sc.name, "gowsgi"))
@@ -566,7 +566,7 @@ def table(results, scenarios, servers):
             if r is None:
                 continue
             if r.get("failed"):
-                rows.append(f"| {sc.title} | {server_label(sv)} | – | – | – | – | – | – | – | "
+                rows.append(f"| {sc.title} | {server_label(sv)} | – | – | – | – | – | – | – | – | "
                             f"**FAILED**: {r['failed']} |")
                 continue
             rps_ratio = cpu_ratio = "–"
@@ -575,9 +575,10 @@ def table(results, scenarios, servers):
             if g_ok and g.get("cpu_us_per_req") and r.get("cpu_us_per_req") is not None:
                 cpu_ratio = f"{r['cpu_us_per_req'] / g['cpu_us_per_req']:.2f}×"
             err = f"⚠ {r['errors']}" if r["errors"] else "0"
+            rounds = " / ".join(fmt(x) for x in r.get("rounds_rps", [r["rps"]]))
             rows.append(f"| {sc.title} | {server_label(sv)} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
                         f"{fmt(r['p99_ms'], 2)} | {fmt(r['cpu_us_per_req'])} | {fmt(r['rss_mib'])} | "
-                        f"{rps_ratio} | {cpu_ratio} | {err} |")
+                        f"{rps_ratio} | {cpu_ratio} | {rounds} | {err} |")
     return "\n".join(rows)
 
 
@@ -586,7 +587,10 @@ def notes(args, servers, info):
          f"warm-up; every server runs 1 Python process with 1 request thread "
          f"({info['versions'].get('python', '?')} at {ENV.python}). "
          f"Machine: {os.cpu_count()} CPUs shared by wrk and the server, so req/s is partly the "
-         f"machine's; CPU µs/req (all processes of the server) is the server's own cost."]
+         f"machine's; CPU µs/req (all processes of the server) is the server's own cost. "
+         f"Each scenario ran {args.rounds} round(s) with the servers taking turns; a row is the run of "
+         f"median req/s of its server (the machine's speed drifts over minutes, so ratios within a "
+         f"round mean more than absolute figures)."]
     if "gunicorn" in servers:
         n.append(f"gunicorn {info['versions'].get('gunicorn', '')}: `-w 1` sync worker; the sync worker "
                  "does not do keep-alive, so it closes the connection after every response and wrk reconnects.")
@@ -609,7 +613,8 @@ def notes(args, servers, info):
             w += (f" threads={ENV.waitress_threads} instead of 1: waitress is multi-threaded by design, "
                   "so it runs more than one request at a time, unlike the others.")
         n.append(w)
-    n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`; CPU and RSS include the Go host and its worker.")
+    n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`, Go threads by default (GOMAXPROCS: half the "
+             "CPUs, at least 1, unless the environment sets it); CPU and RSS include the Go host and its worker.")
     n.append("errors: non-2xx responses, wrk socket errors (connect/read/write/timeout), wrong response "
              "bodies (post scenario, checked by post1m.lua) and a failed check request before the run; "
              "⚠ marks a row with any.")
@@ -642,11 +647,27 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
+def median_run(runs):
+    """The run of median throughput (the lower middle one for an even count),
+    with every run's req/s and CPU per request; a failed run fails the row."""
+    failed = [r for r in runs if r.get("failed")]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    r = dict(ordered[(len(ordered) - 1) // 2])
+    r["rounds_rps"] = [round(x["rps"]) for x in runs]
+    r["rounds_cpu_us_per_req"] = [x["cpu_us_per_req"] for x in runs]
+    return r
+
+
 def main():
     global ENV
     ap = argparse.ArgumentParser(description="Benchmark gowsgi against gunicorn, uWSGI and waitress.")
     ap.add_argument("--duration", type=parse_duration, default=10, metavar="SECONDS",
                     help="length of each measured wrk run (default 10)")
+    ap.add_argument("--rounds", type=int, default=3, metavar="N",
+                    help="measure every server N times per scenario, taking turns, and report the "
+                         "median-throughput run of each (default 3; the machine's speed drifts)")
     ap.add_argument("--scenarios", type=parse_list([s.name for s in SCENARIOS]),
                     default=[s.name for s in SCENARIOS],
                     help="comma-separated subset of: " + ",".join(s.name for s in SCENARIOS))
@@ -701,24 +722,34 @@ def main():
         if need_gowsgi and not ENV.gowsgi:
             ENV.gowsgi = build_gowsgi(tmp)
 
-        info = {"duration_s": args.duration, "connections": CONNECTIONS, "wrk_threads": 1,
+        if args.rounds < 1:
+            log("bench/run.py: --rounds must be at least 1")
+            return 2
+        info = {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS, "wrk_threads": 1,
                 "warmup_s": WARMUP_SECONDS, "cpus": os.cpu_count(), "python": ENV.python,
                 "gowsgi": ENV.gowsgi, "versions": versions(servers),
                 "uwsgi_socket_option": ENV.uwsgi_socket_opt, "waitress_threads": ENV.waitress_threads}
         results = []
         for sc in scenarios:
+            runs = {sv: [] for sv in servers}
+            for rnd in range(args.rounds):
+                # Servers take turns, starting one further each round, so that
+                # a drift of the machine's speed falls on all of them alike.
+                order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
+                for sv in order:
+                    log(f"{sc.name} × {sv}: round {rnd + 1}/{args.rounds}, measuring for {args.duration}s")
+                    try:
+                        r = measure(sv, sc, args.duration)
+                        log(f"  {r['rps']:.0f} req/s, p50 {fmt(r['p50_ms'], 2)} ms, p99 {fmt(r['p99_ms'], 2)} ms, "
+                            f"{fmt(r['cpu_us_per_req'])} µs CPU/req, {r['rss_mib']} MiB"
+                            + (f"  ⚠ {r['errors']}" if r["errors"] else ""))
+                    except BenchError as e:
+                        log(f"  FAILED: {e}")
+                        r = {"server": sv, "scenario": sc.name, "failed": str(e).splitlines()[0],
+                             "detail": str(e)}
+                    runs[sv].append(r)
             for sv in servers:
-                log(f"{sc.name} × {sv}: measuring for {args.duration}s")
-                try:
-                    r = measure(sv, sc, args.duration)
-                    log(f"  {r['rps']:.0f} req/s, p50 {fmt(r['p50_ms'], 2)} ms, p99 {fmt(r['p99_ms'], 2)} ms, "
-                        f"{fmt(r['cpu_us_per_req'])} µs CPU/req, {r['rss_mib']} MiB"
-                        + (f"  ⚠ {r['errors']}" if r["errors"] else ""))
-                except BenchError as e:
-                    log(f"  FAILED: {e}")
-                    r = {"server": sv, "scenario": sc.name, "failed": str(e).splitlines()[0],
-                         "detail": str(e)}
-                results.append(r)
+                results.append(median_run(runs[sv]))
 
         idle = None
         if not args.no_idle:

@@ -231,6 +231,10 @@ func serve(o *serveOpts) int {
 	// reloads instead of killing the host.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if n, set := hostProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); set {
+		runtime.GOMAXPROCS(n)
+	}
+	log.Debug().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("Go threads")
 	h := host.New(log)
 	h.OnLogConfig(func(lc config.Log) {
 		if lvl := levelOf(lc); lvl != zerolog.GlobalLevel() {
@@ -277,6 +281,20 @@ func serve(o *serveOpts) int {
 }
 
 // parseLevel parses a -log-level value.
+// hostProcs is how many threads run the host's Go code when the
+// environment does not set GOMAXPROCS: half of the CPUs the process may
+// use (cpus, Go's default), at least one. The Python workers are the
+// CPU-bound part; Go threads beyond that mostly spin looking for work
+// while a worker runs, on the cores the workers need. Measured on 2 CPUs
+// with one worker: one thread instead of two gave the hello app ~25% and
+// Flask ~40% more requests/s, and halved the host's CPU per Flask request.
+func hostProcs(env string, cpus int) (n int, set bool) {
+	if env != "" {
+		return 0, false
+	}
+	return max(1, (cpus+1)/2), true
+}
+
 func parseLevel(level string) (zerolog.Level, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
