@@ -445,7 +445,7 @@ func (p *Process) readLoop(br *bufio.Reader) {
 	var err error
 	for {
 		var f Frame
-		f, err = ReadFrame(br)
+		f, err = readFrame(br, p.fds)
 		if err != nil {
 			break
 		}

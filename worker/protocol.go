@@ -24,6 +24,7 @@
 package worker
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -85,8 +86,20 @@ func AppendFrame(b []byte, typ byte, id uint32, payload []byte) []byte {
 	return append(append(b, h[:]...), payload...)
 }
 
-// ReadFrame reads one frame from r. The payload is freshly allocated.
+// ReadFrame reads one frame from r. A payload of 4 KiB or more comes from
+// the buffer pools (see PutBuffer).
 func ReadFrame(r io.Reader) (Frame, error) {
+	return readFrame(r, nil)
+}
+
+// directRead is the size past which the rest of a payload that a
+// bufio.Reader has not buffered yet is read from the connection straight
+// into the payload, instead of through the buffer (one copy less).
+const directRead = 4 << 10
+
+// readFrame reads one frame from r. If direct is not nil, r is a
+// *bufio.Reader over direct.
+func readFrame(r io.Reader, direct io.Reader) (Frame, error) {
 	var h [HeaderSize]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return Frame{}, err
@@ -98,7 +111,13 @@ func ReadFrame(r io.Reader) (Frame, error) {
 	}
 	if n > 0 {
 		f.Payload = getBuffer(int(n))
-		if _, err := io.ReadFull(r, f.Payload); err != nil {
+		p := f.Payload
+		if br, ok := r.(*bufio.Reader); ok && direct != nil && len(p)-br.Buffered() >= directRead {
+			got, _ := br.Read(p[:br.Buffered()]) // no system call: only what is buffered
+			p = p[got:]
+			r = direct
+		}
+		if _, err := io.ReadFull(r, p); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}

@@ -410,11 +410,17 @@ class Response:
     def head(self):
         """The FrameStart payload; marks the headers sent."""
         self.sent = True
-        parts = [self.status]
-        for name, value in self.headers:
-            parts.append(name + ": " + value)
-        parts.append("")
-        return "\r\n".join(parts).encode("latin-1")
+        key = (self.status, tuple(self.headers))
+        head = _heads.get(key)
+        if head is None:
+            parts = [self.status]
+            for name, value in self.headers:
+                parts.append(name + ": " + value)
+            parts.append("")
+            head = "\r\n".join(parts).encode("latin-1")
+            if len(_heads) < CACHE_SIZE:
+                _heads[key] = head
+        return head
 
     def flush(self):
         out = self.out
@@ -479,27 +485,42 @@ def check_status(status):
         raise WSGIError("malformed status %r (want e.g. '200 OK')" % (status,))
 
 
-# Header names already found valid (bounded), and whether each is Content-Length.
+# Apps tend to answer with the same few header lists: these remember, up to
+# CACHE_SIZE entries each, header names found valid (and whether each is
+# Content-Length), whole header lists found valid (as tuples, and whether
+# they have a Content-Length), and encoded FrameStart payloads.
+CACHE_SIZE = 512
 _good_names = {}
+_good_lists = {}
+_heads = {}
 
 
 def check_headers(headers):
     """Validate response headers; return whether Content-Length is among them."""
     if type(headers) is not list:
         raise WSGIError("response headers must be a list, got %s" % type(headers).__name__)
+    try:
+        key = tuple(headers)
+        known = _good_lists.get(key)
+    except TypeError:  # an unhashable item: not a (str, str) tuple
+        key = known = None
+    if known is not None:
+        return known
     has_length = False
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise WSGIError("response header %r is not a (name, value) tuple" % (item,))
         name, value = item
-        is_length = _good_names.get(name) if type(name) is str else None
+        # str subclasses are str (what the caches above compare by equality
+        # must not be refused otherwise).
+        is_length = _good_names.get(name) if isinstance(name, str) else None
         if is_length is None:
-            if type(name) is not str or not TOKEN_RE.match(name):
+            if not isinstance(name, str) or not TOKEN_RE.match(name):
                 raise WSGIError("malformed response header name %r" % (name,))
             is_length = name.lower() == "content-length"
-            if len(_good_names) < 1024:
+            if len(_good_names) < CACHE_SIZE:
                 _good_names[name] = is_length
-        if type(value) is not str:
+        if not isinstance(value, str):
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
         if not (value.isascii() and value.isprintable()) and not VALUE_RE.match(value):
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
@@ -509,6 +530,8 @@ def check_headers(headers):
             if not value.isdigit():
                 raise WSGIError("malformed Content-Length %r" % (value,))
             has_length = True
+    if key is not None and len(_good_lists) < CACHE_SIZE:
+        _good_lists[key] = has_length
     return has_length
 
 

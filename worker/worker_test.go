@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -162,5 +164,134 @@ func TestBufferPool(t *testing.T) {
 	PutBuffer(make([]byte, 5000)) // not a pool size: ignored
 	if b := getBuffer(4500); cap(b) != 8192 {
 		t.Errorf("getBuffer(4500) capacity %d, want the 8 KiB class", cap(b))
+	}
+}
+
+// TestReadFrameDirect reads frames of every size through a small bufio
+// buffer over a connection that returns data in odd pieces: large payloads
+// bypass the buffer, and every frame must come out whole and in order.
+func TestReadFrameDirect(t *testing.T) {
+	sizes := []int{0, 1, 9, 4095, 4096, 4097, 8191, 100_000, 3, 70_000, 0, 5000}
+	var wire []byte
+	for i, n := range sizes {
+		p := make([]byte, n)
+		for j := range p {
+			p[j] = byte(i*7 + j)
+		}
+		wire = AppendFrame(wire, FrameBody, uint32(i+1), p)
+	}
+	for _, piece := range []int{1, 5, 4096, 10_000, 1 << 20} {
+		raw := &pieceReader{data: wire, piece: piece}
+		br := bufio.NewReaderSize(raw, 4096)
+		for i, n := range sizes {
+			f, err := readFrame(br, raw)
+			if err != nil {
+				t.Fatalf("pieces of %d: frame %d: %v", piece, i, err)
+			}
+			if f.ID != uint32(i+1) || len(f.Payload) != n {
+				t.Fatalf("pieces of %d: frame %d: id %d, %d bytes; want id %d, %d bytes", piece, i, f.ID, len(f.Payload), i+1, n)
+			}
+			for j, c := range f.Payload {
+				if c != byte(i*7+j) {
+					t.Fatalf("pieces of %d: frame %d: byte %d is %d", piece, i, j, c)
+				}
+			}
+		}
+		if _, err := readFrame(br, raw); err != io.EOF {
+			t.Errorf("pieces of %d: after the last frame: %v, want EOF", piece, err)
+		}
+	}
+}
+
+// pieceReader returns its data at most piece bytes per Read.
+type pieceReader struct {
+	data  []byte
+	piece int
+}
+
+func (r *pieceReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.piece)], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestHeaderChecksRemembered runs worker.py's header validation twice on
+// each header list: the second time may come from its caches, and must
+// give the same verdict and the same encoded head.
+func TestHeaderChecksRemembered(t *testing.T) {
+	script := `
+import json, sys
+g = {"__name__": "gowsgi_worker"}
+exec(compile(sys.stdin.read(), "worker.py", "exec"), g)
+class S(str): pass
+ok_list = [("Content-Type", "text/plain"), ("Content-Length", "5")]
+cases = [
+    ok_list,
+    [("Content-Type", "text/plain")],
+    [("X", "a\nb")],
+    [("Bad Name", "v")],
+    [("Content-Length", "5"), ("content-length", "5")],
+    [("Content-Length", "five")],
+    [["X", "v"]],
+    [("X", b"v")],
+    [("X", "v")],
+    [(S("X"), "v")],
+    [("Y", S("w"))],
+    list(ok_list[:1]) + [("X", "\x00")],
+]
+out = []
+for headers in cases:
+    for attempt in range(2):
+        try:
+            r = g["Response"](1, [], None)
+            r.start_response("200 OK", headers)
+            out.append([attempt, "ok", r.has_length, r.head().decode("latin-1")])
+        except g["WSGIError"] as e:
+            out.append([attempt, "error", str(e)])
+json.dump(out, sys.stdout)
+`
+	cmd := exec.Command(testpython.Path(), "-c", script)
+	cmd.Stdin = strings.NewReader(Program())
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	var got [][]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"ok true 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n",
+		"ok false 200 OK\r\nContent-Type: text/plain\r\n",
+		"error",
+		"error",
+		"error",
+		"error",
+		"error",
+		"error",
+		"ok false 200 OK\r\nX: v\r\n",
+		"ok false 200 OK\r\nX: v\r\n", // a str subclass is a str
+		"ok false 200 OK\r\nY: w\r\n",
+		"error",
+	}
+	if len(got) != 2*len(want) {
+		t.Fatalf("got %d results, want %d: %v", len(got), 2*len(want), got)
+	}
+	for i, w := range want {
+		for attempt := range 2 {
+			r := got[2*i+attempt]
+			var s string
+			if r[1] == "ok" {
+				s = fmt.Sprintf("ok %v %v", r[2], r[3])
+			} else {
+				s = "error"
+			}
+			if s != w {
+				t.Errorf("case %d, attempt %d: %q (%v), want %q", i, attempt+1, s, r, w)
+			}
+		}
 	}
 }
