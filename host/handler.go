@@ -120,7 +120,7 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := readBody(w.ResponseWriter, r, lim.MaxBody)
+	body, err := readBody(w.ResponseWriter, r, lim.MaxBody, app.pool.spec.Bodies)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -154,7 +154,7 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 			h.unavailable(w, r, app, err)
 			return
 		}
-		call, err := pr.p.Send(envBytes, body.mem, body.file, body.n, func() { app.pool.release(pr) })
+		call, err := pr.p.Send(envBytes, body.mem, body.slot, body.file, body.n, func() { app.pool.release(pr) })
 		if err != nil {
 			app.pool.release(pr)
 			if errors.Is(err, worker.ErrNotStarted) {
@@ -183,9 +183,10 @@ func (h *Host) unavailable(w http.ResponseWriter, r *http.Request, app *appRunti
 	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
 }
 
-// requestBody is a request body read in full, in memory or spooled to an
-// unlinked temporary file.
+// requestBody is a request body read in full: in a slot of the app's
+// shared body area, in memory, or spooled to an unlinked temporary file.
 type requestBody struct {
+	slot   *worker.BodySlot
 	mem    []byte
 	pooled bool // mem came from worker.GetBuffer
 	file   *os.File
@@ -199,14 +200,30 @@ func (b *requestBody) Close() {
 	if b.pooled {
 		worker.PutBuffer(b.mem)
 	}
+	b.slot.Release()
 }
 
-// readBody reads the whole body, at most max bytes, spooling it to a temp
-// file past spoolThreshold so that a large upload does not sit in memory.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) (*requestBody, error) {
+// sharedBodyMin is the body size from which a body is read into the app's
+// shared body area (smaller ones ride in the request frame).
+const sharedBodyMin = 64<<10 + 1
+
+// readBody reads the whole body, at most max bytes: straight into a slot
+// of bodies (the app's shared body area) if its length is known and one is
+// free, else into memory, spooling it to a temp file past spoolThreshold
+// so that a large upload does not sit in memory.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, bodies *worker.BodyArena) (*requestBody, error) {
 	rd := http.MaxBytesReader(w, r.Body, max)
 	if r.ContentLength == 0 {
 		return &requestBody{}, nil
+	}
+	if r.ContentLength >= sharedBodyMin && r.ContentLength <= worker.BodySlotSize {
+		if slot := bodies.Reserve(int(r.ContentLength)); slot != nil {
+			if _, err := io.ReadFull(rd, slot.Bytes()); err != nil {
+				slot.Release()
+				return nil, err
+			}
+			return &requestBody{slot: slot, n: r.ContentLength}, nil
+		}
 	}
 	if r.ContentLength > 0 && r.ContentLength <= spoolThreshold {
 		// The usual case: a known length, read into a pooled buffer.

@@ -454,8 +454,6 @@ func (h *Host) startApp(def config.App) *appRuntime {
 	spec := &worker.Spec{
 		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
 		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,
-		// One slot for every request a worker may have (see pickLocked).
-		BodySlots: max(def.Threads, 1) + pipelineDepth,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
 	pl, err := startPool(spec, def, log, func(reason string) { rt.m.restarted(h.metrics, reason) })

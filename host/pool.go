@@ -82,6 +82,14 @@ const maxBackoff = 10 * time.Second
 func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, restarted func(reason string)) (*pool, error) {
 	n := max(spec.Workers, 1)
 	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
+	// Shared memory for large request bodies: room for every request the
+	// workers may have at once (see pickLocked), and as many again for
+	// bodies being read from clients.
+	if bodies, err := worker.NewBodyArena(app.Name, 2*n*(pl.perWorker+pipelineDepth)); err == nil {
+		spec.Bodies = bodies
+	} else {
+		log.Warn().Err(err).Msg("no shared memory for request bodies; they go through the socket")
+	}
 	procs := make([]*worker.Process, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -98,6 +106,9 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, restarted 
 			if p != nil {
 				p.Kill()
 			}
+		}
+		if spec.Bodies != nil {
+			spec.Bodies.Close()
 		}
 		for _, e := range errs {
 			if e != nil {
@@ -480,6 +491,9 @@ func (pl *pool) stop(timeout time.Duration) {
 		}()
 	}
 	wg.Wait()
+	if pl.spec.Bodies != nil {
+		pl.spec.Bodies.Close() // unmapped once the last request lets go of its slot
+	}
 }
 
 // workerStatus is one worker as /status shows it.

@@ -1,38 +1,41 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
-// BodySlotSize is the largest request body that goes through a worker's
-// shared body area; larger ones go through the socket.
+// BodySlotSize is the largest request body that goes through a shared
+// body area; larger ones go through the socket.
 const BodySlotSize = 1 << 20
 
-// bodyArena is memory shared with one worker process (a memfd the worker
-// maps read-only, the host read-write), cut into slots of BodySlotSize. A
-// request body of more than largeWrite bytes is copied into a free slot
-// (a memmove: no system call, no lock on the file), and the
-// request frame carries its place (FrameRequestMapped): the body does not
-// cross the socket, where it would be copied twice and, with the kernel's
-// default socket buffer of ~200 KiB, wake both sides several times.
-// A slot is freed when its request ends; the file's pages are only
-// allocated once used.
-type bodyArena struct {
+// BodyArena is memory the host shares with the workers of one app: a
+// memfd that every worker maps read-only and the host read-write, cut into
+// slots of BodySlotSize. The host reads a large request body from the
+// client straight into a slot (or copies it there), and the request frame
+// carries the slot's place (FrameRequestMapped): the body does not cross
+// the socket, where it would be copied twice more and, with the kernel's
+// default socket buffer of ~200 KiB, wake both sides several times. Any
+// worker of the app can take the request, so a request sent again after a
+// worker died keeps its slot. The file's pages are only allocated once used.
+type BodyArena struct {
 	f     *os.File
 	slots int
 
-	mu   sync.Mutex
-	free []int // free slot numbers
-
-	mapMu sync.RWMutex // held for reading while copying into mem
-	mem   []byte       // the host's mapping; nil once closed
+	mu      sync.Mutex
+	free    []int  // free slot numbers
+	held    int    // slots reserved and not yet released
+	closing bool   // Close was called: unmap when held reaches 0
+	mem     []byte // the host's mapping; nil once unmapped
 }
 
-func newBodyArena(app string, slots int) (*bodyArena, error) {
+// NewBodyArena creates a shared body area of slots slots for app.
+func NewBodyArena(app string, slots int) (*BodyArena, error) {
 	fd, err := unix.MemfdCreate("gowsgi-bodies-"+app, unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
@@ -47,59 +50,96 @@ func newBodyArena(app string, slots int) (*bodyArena, error) {
 		f.Close()
 		return nil, fmt.Errorf("map the body area: %w", err)
 	}
-	a := &bodyArena{f: f, slots: slots, mem: mem}
+	a := &BodyArena{f: f, slots: slots, mem: mem}
 	for i := slots - 1; i >= 0; i-- {
 		a.free = append(a.free, i)
 	}
 	return a, nil
 }
 
+// dupFile returns a new descriptor of the shared file for a worker to
+// inherit, or an error once the area is closed.
+func (a *BodyArena) dupFile() (*os.File, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing || a.mem == nil {
+		return nil, errors.New("body area closed")
+	}
+	fd, err := unix.FcntlInt(a.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup the body area: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "gowsgi-bodies"), nil
+}
+
 // size is the length of the shared file.
-func (a *bodyArena) size() int64 { return int64(a.slots) * BodySlotSize }
+func (a *BodyArena) size() int64 { return int64(a.slots) * BodySlotSize }
 
-// put copies body into a free slot and returns the slot and its offset;
-// slot is -1 if none is free or the area is closed (the caller then sends
-// the body through the socket).
-func (a *bodyArena) put(body []byte) (slot int, off int64) {
-	a.mu.Lock()
-	if len(a.free) == 0 {
-		a.mu.Unlock()
-		return -1, 0
+// Reserve takes a free slot for a body of n bytes. It returns nil if n is
+// more than BodySlotSize, no slot is free or the area is closed: the body
+// then goes through the socket.
+func (a *BodyArena) Reserve(n int) *BodySlot {
+	if a == nil || n > BodySlotSize {
+		return nil
 	}
-	slot = a.free[len(a.free)-1]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing || len(a.free) == 0 {
+		return nil
+	}
+	s := &BodySlot{a: a, idx: a.free[len(a.free)-1], n: n}
 	a.free = a.free[:len(a.free)-1]
-	a.mu.Unlock()
-	off = int64(slot) * BodySlotSize
-	a.mapMu.RLock()
-	ok := a.mem != nil
-	if ok {
-		copy(a.mem[off:off+BodySlotSize], body)
-	}
-	a.mapMu.RUnlock()
-	if !ok {
-		a.release(slot)
-		return -1, 0
-	}
-	return slot, off
+	a.held++
+	s.refs.Store(1)
+	return s
 }
 
-// release frees a slot once the worker is done with its request.
-func (a *bodyArena) release(slot int) {
-	if slot < 0 {
-		return
-	}
+// Close releases the area once no slot is held: it is unmapped and the
+// file closed (workers keep their own mappings until they exit).
+func (a *BodyArena) Close() {
 	a.mu.Lock()
-	a.free = append(a.free, slot)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	a.closing = true
+	a.unmapLocked()
 }
 
-// close unmaps the area (once no copy is in progress) and closes the file.
-func (a *bodyArena) close() {
-	a.mapMu.Lock()
-	defer a.mapMu.Unlock()
-	if a.mem != nil {
+func (a *BodyArena) unmapLocked() {
+	if a.closing && a.held == 0 && a.mem != nil {
 		unix.Munmap(a.mem)
 		a.mem = nil
 		a.f.Close()
 	}
+}
+
+// BodySlot is one reserved slot. It is held by whoever reserved it and by
+// every request sent to a worker with it, and free when all let go.
+type BodySlot struct {
+	a    *BodyArena
+	idx  int
+	n    int
+	refs atomic.Int32
+}
+
+// Bytes is the slot's memory, n bytes long; valid until Release.
+func (s *BodySlot) Bytes() []byte {
+	off := s.idx * BodySlotSize
+	return s.a.mem[off : off+s.n : off+s.n]
+}
+
+// offset is the slot's place in the shared file.
+func (s *BodySlot) offset() int64 { return int64(s.idx) * BodySlotSize }
+
+func (s *BodySlot) hold() { s.refs.Add(1) }
+
+// Release lets go of the slot.
+func (s *BodySlot) Release() {
+	if s == nil || s.refs.Add(-1) != 0 {
+		return
+	}
+	a := s.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.free = append(a.free, s.idx)
+	a.held--
+	a.unmapLocked()
 }

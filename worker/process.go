@@ -47,11 +47,9 @@ type Spec struct {
 	Env map[string]string
 	// StartTimeout bounds the import of the app; 0 means 60s.
 	StartTimeout time.Duration
-	// BodySlots is how many request bodies of up to BodySlotSize may wait
-	// at once in memory shared with the worker (see bodyArena); 0 sends
-	// every body through the socket. The host sets it to the most requests
-	// it gives one worker at once.
-	BodySlots int
+	// Bodies is the app's shared body area, mapped by every worker of the
+	// app; nil sends every body through the socket.
+	Bodies *BodyArena
 	// Log receives the process's stdout and stderr, line by line.
 	Log zerolog.Logger
 }
@@ -98,8 +96,8 @@ type Process struct {
 	flushing bool       // a goroutine is writing to conn
 	werr     error
 
-	fds   *fdReader
-	arena *bodyArena // nil: bodies go through the socket
+	fds    *fdReader
+	bodies *BodyArena // nil: bodies go through the socket
 
 	mu     sync.Mutex
 	calls  map[uint32]*Call
@@ -129,21 +127,10 @@ func Start(spec *Spec) (*Process, error) {
 	}
 	conn := fc.(*net.UnixConn)
 
-	var arena *bodyArena
-	if spec.BodySlots > 0 {
-		if arena, err = newBodyArena(spec.App, spec.BodySlots); err != nil {
-			conn.Close()
-			childFile.Close()
-			return nil, fmt.Errorf("app %q: %w", spec.App, err)
-		}
-	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		conn.Close()
 		childFile.Close()
-		if arena != nil {
-			arena.close()
-		}
 		return nil, fmt.Errorf("app %q: pipe: %w", spec.App, err)
 	}
 	python := spec.Python
@@ -168,9 +155,15 @@ func Start(spec *Spec) (*Process, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.ExtraFiles = []*os.File{childFile}
-	if arena != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, arena.f)
-		cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD=4", "GOWSGI_BODY_SIZE="+strconv.FormatInt(arena.size(), 10))
+	var bodies *BodyArena
+	var bodiesFile *os.File
+	if spec.Bodies != nil {
+		// Without it (the app is being stopped) bodies go through the socket.
+		if f, err := spec.Bodies.dupFile(); err == nil {
+			bodies, bodiesFile = spec.Bodies, f
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD=4", "GOWSGI_BODY_SIZE="+strconv.FormatInt(bodies.size(), 10))
+		}
 	}
 	cmd.Stdout = outW
 	cmd.Stderr = outW
@@ -179,15 +172,15 @@ func Start(spec *Spec) (*Process, error) {
 	// Only the child keeps these ends, so that its exit is EOF here.
 	outW.Close()
 	childFile.Close()
+	if bodiesFile != nil {
+		bodiesFile.Close()
+	}
 	if err != nil {
 		conn.Close()
 		outR.Close()
-		if arena != nil {
-			arena.close()
-		}
 		return nil, fmt.Errorf("app %q: start %s: %w", spec.App, python, err)
 	}
-	p := &Process{spec: spec, cmd: cmd, conn: conn, arena: arena, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
+	p := &Process{spec: spec, cmd: cmd, conn: conn, bodies: bodies, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
 	p.wcond = sync.NewCond(&p.wmu)
 	log := spec.Log.With().Str("app", spec.App).Int("pid", p.Pid).Logger()
 	go func() {
@@ -218,7 +211,6 @@ func Start(spec *Spec) (*Process, error) {
 		p.kill()
 		<-p.exited
 		conn.Close()
-		p.closeArena()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
 		}
@@ -227,13 +219,11 @@ func Start(spec *Spec) (*Process, error) {
 		p.kill()
 		<-p.exited
 		conn.Close()
-		p.closeArena()
 		return nil, &LoadError{App: spec.App, Traceback: string(f.Payload)}
 	case f.Type != FrameReady:
 		p.kill()
 		<-p.exited
 		conn.Close()
-		p.closeArena()
 		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
 	}
 	go p.readLoop(br)
@@ -264,26 +254,38 @@ func (p *Process) ExitErr() error { return p.waitErr }
 // of being copied into the shared write buffer.
 const largeWrite = 64 << 10
 
-// Send starts a request: env from Environ.Bytes, and the whole body, in
-// memory (body) or, if bodyFile is not nil, in bodyFile from offset 0 with
-// bodyLen bytes. onDone runs exactly once, from another goroutine, when
-// the worker has finished the request (or died).
-func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDone func()) (*Call, error) {
-	if bodyFile == nil {
+// Send starts a request: env from Environ.Bytes, and the whole body: in
+// slot, a slot of the app's shared body area (Send holds it for the
+// request; the caller still releases its own hold), or in memory (body),
+// or, if bodyFile is not nil, in bodyFile from offset 0 with bodyLen
+// bytes. onDone runs exactly once, from another goroutine, when the worker
+// has finished the request (or died).
+func (p *Process) Send(env, body []byte, slot *BodySlot, bodyFile *os.File, bodyLen int64, onDone func()) (*Call, error) {
+	if slot != nil && slot.a != p.bodies {
+		// This worker has not mapped the area: the body goes through the
+		// socket (the caller's hold keeps the slot's memory meanwhile).
+		body, slot = slot.Bytes(), nil
+	}
+	switch {
+	case slot != nil:
+		body, bodyFile, bodyLen = nil, nil, int64(slot.n)
+	case bodyFile == nil:
 		bodyLen = int64(len(body))
 	}
 	if 4+int64(len(env))+bodyLen > MaxPayload {
 		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
 	}
-	// A large body goes into shared memory if there is room: copied
-	// before the lock, since its place in the stream does not matter.
-	slot, off := -1, int64(0)
-	if bodyFile == nil && p.arena != nil && len(body) > largeWrite && len(body) <= BodySlotSize {
-		slot, off = p.arena.put(body)
+	if slot == nil && bodyFile == nil && len(body) > largeWrite && p.bodies != nil {
+		// A large body goes into shared memory if there is room: copied
+		// before the lock, since its place in the stream does not matter.
+		if slot = p.bodies.Reserve(len(body)); slot != nil {
+			copy(slot.Bytes(), body)
+			defer slot.Release()
+		}
 	}
 	var hdr [HeaderSize + 4]byte
 	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
-	large := slot < 0 && (bodyFile != nil || bodyLen > largeWrite)
+	large := slot == nil && (bodyFile != nil || bodyLen > largeWrite)
 
 	// The id, the place in p.order and the place of the bytes on the
 	// socket are all decided under p.wmu, so the worker sees requests in
@@ -297,16 +299,13 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 	c, err := p.register(onDone, slot)
 	if err != nil {
 		p.wmu.Unlock()
-		if slot >= 0 {
-			p.arena.release(slot)
-		}
 		return nil, err
 	}
 	switch {
-	case slot >= 0:
+	case slot != nil:
 		var loc [16]byte
-		binary.LittleEndian.PutUint64(loc[:], uint64(off))
-		binary.LittleEndian.PutUint64(loc[8:], uint64(len(body)))
+		binary.LittleEndian.PutUint64(loc[:], uint64(slot.offset()))
+		binary.LittleEndian.PutUint64(loc[8:], uint64(slot.n))
 		PutHeader(hdr[:], FrameRequestMapped, c.ID, 4+len(env)+len(loc))
 		body = loc[:]
 	default:
@@ -332,8 +331,8 @@ func (p *Process) Send(env, body []byte, bodyFile *os.File, bodyLen int64, onDon
 }
 
 // register adds a call for a new request whose body is in the shared
-// slot (or -1).
-func (p *Process) register(onDone func(), slot int) (*Call, error) {
+// slot (or nil); the call holds the slot until the request ends.
+func (p *Process) register(onDone func(), slot *BodySlot) (*Call, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead || p.closed {
@@ -344,6 +343,9 @@ func (p *Process) register(onDone func(), slot int) (*Call, error) {
 		p.nextID = 1
 	}
 	c := &Call{ID: p.nextID, p: p, slot: slot, wake: make(chan struct{}, 1), onDone: onDone}
+	if slot != nil {
+		slot.hold()
+	}
 	p.calls[c.ID] = c
 	p.order = append(p.order, c)
 	if len(p.order) <= p.threads() {
@@ -462,9 +464,7 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
 			delete(p.calls, f.ID)
 			p.finishLocked(c)
-			if c.slot >= 0 {
-				p.arena.release(c.slot) // the worker is done with the body
-			}
+			c.slot.Release() // the worker is done with the body
 		}
 		p.mu.Unlock()
 		if c == nil {
@@ -476,7 +476,6 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		c.push(f)
 	}
 	p.fds.closeAll()
-	p.closeArena()
 	// Whatever ended the stream (the worker exiting, a protocol error, a
 	// failed write), the process is of no more use: make sure it goes, so
 	// that its slot is restarted. (Close stops it the graceful way.)
@@ -491,6 +490,7 @@ func (p *Process) readLoop(br *bufio.Reader) {
 	// The worker takes requests in the order they were sent, Threads at a
 	// time: only the oldest Threads unfinished ones can have started.
 	for i, c := range calls {
+		c.slot.Release()
 		if i < max(p.spec.Threads, 1) {
 			c.fail(ErrDied)
 		} else {
@@ -498,12 +498,6 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 	}
 	p.conn.Close()
-}
-
-func (p *Process) closeArena() {
-	if p.arena != nil {
-		p.arena.close()
-	}
 }
 
 // OldestStart returns when the oldest request the worker is running
@@ -631,7 +625,7 @@ type Call struct {
 	p  *Process
 
 	startedAt time.Time // when the worker could start it; guarded by p.mu
-	slot      int       // the shared body slot it holds, or -1
+	slot      *BodySlot // the shared body slot it holds, or nil
 
 	mu         sync.Mutex
 	q          []Frame
