@@ -76,6 +76,10 @@ type waiter struct {
 
 const maxBackoff = 10 * time.Second
 
+// maxBodySlots bounds an app's shared body area (slots of
+// worker.BodySlotSize: 64 MiB).
+const maxBodySlots = 64
+
 // startPool starts all workers of an app and returns when every one has
 // loaded the app, or with the first error (other workers are stopped).
 // restarted counts each worker replaced later, by reason.
@@ -84,8 +88,10 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, restarted 
 	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
 	// Shared memory for large request bodies: room for every request the
 	// workers may have at once (see pickLocked), and as many again for
-	// bodies being read from clients.
-	if bodies, err := worker.NewBodyArena(app.Name, 2*n*(pl.perWorker+pipelineDepth)); err == nil {
+	// bodies being read from clients, up to maxBodySlots. Slots are reused
+	// last-freed first, so only as many pages are touched as bodies
+	// wait at once.
+	if bodies, err := worker.NewBodyArena(app.Name, min(2*n*(pl.perWorker+pipelineDepth), maxBodySlots)); err == nil {
 		spec.Bodies = bodies
 	} else {
 		log.Warn().Err(err).Msg("no shared memory for request bodies; they go through the socket")
