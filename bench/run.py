@@ -649,7 +649,8 @@ def _terminate(signum, frame):
 
 def median_run(runs):
     """The run of median throughput (the lower middle one for an even count),
-    with every run's req/s and CPU per request; a failed run fails the row."""
+    with every run's req/s and CPU per request, and the errors of every run
+    (by round); a failed run fails the row."""
     failed = [r for r in runs if r.get("failed")]
     if failed:
         return failed[0]
@@ -657,6 +658,14 @@ def median_run(runs):
     r = dict(ordered[(len(ordered) - 1) // 2])
     r["rounds_rps"] = [round(x["rps"]) for x in runs]
     r["rounds_cpu_us_per_req"] = [x["cpu_us_per_req"] for x in runs]
+    if len(runs) > 1:
+        rounds_of = {}  # error text -> the rounds that had it
+        for i, x in enumerate(runs, 1):
+            if x["errors"]:
+                rounds_of.setdefault(x["errors"], []).append(str(i))
+        r["errors"] = "; ".join(
+            f"{text} ({'every round' if len(rs) == len(runs) else ('round ' if len(rs) == 1 else 'rounds ') + ', '.join(rs)})"
+            for text, rs in rounds_of.items())
     return r
 
 
@@ -686,6 +695,8 @@ def main():
     ap.add_argument("--json", nargs="?", const="-", metavar="FILE",
                     help="dump raw results as JSON to FILE; without FILE, to stdout (the table then goes to stderr)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
@@ -722,9 +733,6 @@ def main():
         if need_gowsgi and not ENV.gowsgi:
             ENV.gowsgi = build_gowsgi(tmp)
 
-        if args.rounds < 1:
-            log("bench/run.py: --rounds must be at least 1")
-            return 2
         info = {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS, "wrk_threads": 1,
                 "warmup_s": WARMUP_SECONDS, "cpus": os.cpu_count(), "python": ENV.python,
                 "gowsgi": ENV.gowsgi, "versions": versions(servers),

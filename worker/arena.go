@@ -57,13 +57,16 @@ func NewBodyArena(app string, slots int) (*BodyArena, error) {
 	return a, nil
 }
 
+// errBodiesClosed is dupFile's error once the app is being stopped.
+var errBodiesClosed = errors.New("body area closed")
+
 // dupFile returns a new descriptor of the shared file for a worker to
 // inherit, or an error once the area is closed.
 func (a *BodyArena) dupFile() (*os.File, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closing || a.mem == nil {
-		return nil, errors.New("body area closed")
+		return nil, errBodiesClosed
 	}
 	fd, err := unix.FcntlInt(a.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {

@@ -88,8 +88,19 @@ func TestSendBodyWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	start := func(b *BodyArena) *Process {
-		p, err := Start(&Spec{App: "echo", Python: testpython.Path(), Dir: dir, Module: "echo", Bodies: b})
+	// A worker that cannot map the area (here mmap fails on purpose) says
+	// so when ready, and is sent bodies through the socket.
+	failing := t.TempDir()
+	if err := os.WriteFile(filepath.Join(failing, "sitecustomize.py"), []byte(
+		"import mmap\ndef _fail(*a, **k):\n    raise OSError(12, 'no memory (test)')\nmmap.mmap = _fail\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := func(b *BodyArena, env ...string) *Process {
+		spec := &Spec{App: "echo", Python: testpython.Path(), Dir: dir, Module: "echo", Bodies: b}
+		if len(env) == 2 {
+			spec.Env = map[string]string{env[0]: env[1]}
+		}
+		p, err := Start(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,6 +108,10 @@ func TestSendBodyWays(t *testing.T) {
 		return p
 	}
 	mapped, unmapped := start(bodies), start(nil)
+	cannotMap := start(bodies, "PYTHONPATH", failing)
+	if mapped.bodies != bodies || cannotMap.bodies != nil {
+		t.Fatalf("body areas: %p and %p, want %p and nil", mapped.bodies, cannotMap.bodies, bodies)
+	}
 	body := func(n int) []byte {
 		b := make([]byte, n)
 		for i := range b {
@@ -124,6 +139,8 @@ func TestSendBodyWays(t *testing.T) {
 		{"large, read into a slot", mapped, nil, inSlot(bodies, BodySlotSize), BodySlotSize},
 		{"slot, worker without the area", unmapped, nil, inSlot(bodies, 200_000), 200_000},
 		{"slot of another area", mapped, nil, inSlot(other, 70_000), 70_000},
+		{"slot, worker that could not map the area", cannotMap, nil, inSlot(bodies, 100_000), 100_000},
+		{"large, worker that could not map the area", cannotMap, body(500_000), nil, 500_000},
 		{"large, no area", unmapped, body(2 << 20), nil, 2 << 20},
 	}
 	var env Environ

@@ -159,10 +159,14 @@ func Start(spec *Spec) (*Process, error) {
 	var bodiesFile *os.File
 	if spec.Bodies != nil {
 		// Without it (the app is being stopped) bodies go through the socket.
-		if f, err := spec.Bodies.dupFile(); err == nil {
+		f, err := spec.Bodies.dupFile()
+		switch {
+		case err == nil:
 			bodies, bodiesFile = spec.Bodies, f
 			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 			cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD=4", "GOWSGI_BODY_SIZE="+strconv.FormatInt(bodies.size(), 10))
+		case !errors.Is(err, errBodiesClosed):
+			spec.Log.Warn().Err(err).Str("app", spec.App).Msg("worker gets no shared body area; its request bodies go through the socket")
 		}
 	}
 	cmd.Stdout = outW
@@ -225,6 +229,9 @@ func Start(spec *Spec) (*Process, error) {
 		<-p.exited
 		conn.Close()
 		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
+	}
+	if !strings.HasSuffix(string(f.Payload), " bodies") {
+		p.bodies = nil // it could not map the area (it said why on stderr)
 	}
 	go p.readLoop(br)
 	return p, nil

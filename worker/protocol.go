@@ -40,7 +40,7 @@ const (
 	FrameRequestMapped byte = 'M'
 	FrameCredit        byte = 'C' // host: uint32 bytes of response passed on
 	FrameCancel        byte = 'K' // host: the client went away; stop the response
-	FrameReady         byte = 'H' // worker: the app loaded; payload is the pid
+	FrameReady         byte = 'H' // worker: the app loaded; payload is "pid", or "pid bodies" with the body area mapped
 	FrameFailed        byte = 'F' // worker: the app failed to load; payload is the traceback
 	FrameStart         byte = 'S' // worker: "status\r\nName: value\r\n..."
 	FrameBody          byte = 'B' // worker: a chunk of response body
@@ -95,7 +95,7 @@ func ReadFrame(r io.Reader) (Frame, error) {
 // directRead is the size past which the rest of a payload that a
 // bufio.Reader has not buffered yet is read from the connection straight
 // into the payload, instead of through the buffer (one copy less).
-const directRead = 4 << 10
+const directRead = 16 << 10
 
 // readFrame reads one frame from r. If direct is not nil, r is a
 // *bufio.Reader over direct.

@@ -12,7 +12,7 @@
 #   C  credit: uint32 bytes the host has passed on for that request
 #   K  cancel: the client went away; stop iterating the response
 # Worker -> host:
-#   H  ready (id 0): "pid"
+#   H  ready (id 0): "pid", or "pid bodies" if the shared body area is mapped
 #   F  failed to load the app (id 0): traceback text
 #   S  start: "status\r\nName: value\r\n..." (validated here)
 #   B  body chunk
@@ -418,8 +418,7 @@ class Response:
                 parts.append(name + ": " + value)
             parts.append("")
             head = "\r\n".join(parts).encode("latin-1")
-            if len(_heads) < CACHE_SIZE:
-                _heads[key] = head
+            remember(_heads, key, head)
         return head
 
     def flush(self):
@@ -439,9 +438,10 @@ class Response:
             raise WSGIError("start_response called a second time without exc_info")
         if type(status) is not str or not STATUS_RE.match(status):
             check_status(status)
+        headers = plain_headers(headers)
         self.has_length = check_headers(headers)
         self.status = status
-        self.headers = list(headers)
+        self.headers = headers
         return self.write
 
     def write(self, data):
@@ -485,43 +485,64 @@ def check_status(status):
         raise WSGIError("malformed status %r (want e.g. '200 OK')" % (status,))
 
 
-# Apps tend to answer with the same few header lists: these remember, up to
-# CACHE_SIZE entries each, header names found valid (and whether each is
-# Content-Length), whole header lists found valid (as tuples, and whether
-# they have a Content-Length), and encoded FrameStart payloads.
+# Apps tend to answer with the same few header lists: these remember header
+# names found valid (and whether each is Content-Length), whole header lists
+# found valid (as tuples, and whether they have a Content-Length), and
+# encoded FrameStart payloads. Each is emptied when it reaches CACHE_SIZE
+# entries, so one-off values (cookies, lengths) do not crowd out the lists
+# that recur. Keys are plain str only (see plain_headers), whose equality
+# is the text's.
 CACHE_SIZE = 512
 _good_names = {}
 _good_lists = {}
 _heads = {}
 
 
-def check_headers(headers):
-    """Validate response headers; return whether Content-Length is among them."""
+def remember(cache, key, value):
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def plain_headers(headers):
+    """A new list of the response headers as (str, str) tuples of plain str:
+    a str subclass is taken as the text it holds (validation, the caches and
+    the encoding then never run its methods). Anything else is a WSGIError."""
     if type(headers) is not list:
         raise WSGIError("response headers must be a list, got %s" % type(headers).__name__)
-    try:
-        key = tuple(headers)
-        known = _good_lists.get(key)
-    except TypeError:  # an unhashable item: not a (str, str) tuple
-        key = known = None
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str or type(item[1]) is not str:
+            break
+    else:
+        return list(headers)  # the usual case: nothing to convert
+    out = []
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise WSGIError("response header %r is not a (name, value) tuple" % (item,))
+        name, value = item
+        if not isinstance(name, str):
+            raise WSGIError("malformed response header name %r" % (name,))
+        if not isinstance(value, str):
+            raise WSGIError("malformed value for response header %s: %r" % (name, value))
+        out.append((str.__str__(name), str.__str__(value)))
+    return out
+
+
+def check_headers(headers):
+    """Validate response headers from plain_headers; return whether
+    Content-Length is among them."""
+    key = tuple(headers)
+    known = _good_lists.get(key)
     if known is not None:
         return known
     has_length = False
-    for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise WSGIError("response header %r is not a (name, value) tuple" % (item,))
-        name, value = item
-        # str subclasses are str (what the caches above compare by equality
-        # must not be refused otherwise).
-        is_length = _good_names.get(name) if isinstance(name, str) else None
+    for name, value in headers:
+        is_length = _good_names.get(name)
         if is_length is None:
-            if not isinstance(name, str) or not TOKEN_RE.match(name):
+            if not TOKEN_RE.match(name):
                 raise WSGIError("malformed response header name %r" % (name,))
             is_length = name.lower() == "content-length"
-            if len(_good_names) < CACHE_SIZE:
-                _good_names[name] = is_length
-        if not isinstance(value, str):
-            raise WSGIError("malformed value for response header %s: %r" % (name, value))
+            remember(_good_names, name, is_length)
         if not (value.isascii() and value.isprintable()) and not VALUE_RE.match(value):
             raise WSGIError("malformed value for response header %s: %r" % (name, value))
         if is_length:
@@ -530,8 +551,7 @@ def check_headers(headers):
             if not value.isdigit():
                 raise WSGIError("malformed Content-Length %r" % (value,))
             has_length = True
-    if key is not None and len(_good_lists) < CACHE_SIZE:
-        _good_lists[key] = has_length
+    remember(_good_lists, key, has_length)
     return has_length
 
 
@@ -700,8 +720,14 @@ def main():
     body_size = int(os.environ.pop("GOWSGI_BODY_SIZE", "0"))
     if body_fd is not None:
         body_fd = int(body_fd)
-        bodies = mmap.mmap(body_fd, body_size, mmap.MAP_SHARED, mmap.PROT_READ)
-        os.close(body_fd)
+        try:
+            bodies = mmap.mmap(body_fd, body_size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError) as e:
+            # The ready frame tells the host, which then sends bodies through the socket.
+            print("gowsgi worker: cannot map the shared body area (%s); request bodies "
+                  "come through the socket" % e, file=sys.stderr)
+        finally:
+            os.close(body_fd)
     # The host stops a worker with SIGTERM once its requests are done:
     # exit through sys.exit so that the app's atexit handlers run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -717,7 +743,8 @@ def main():
         conn.send([frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))])
         sys.exit(1)
     worker = Worker(app, conn, threads, workers, bodies)
-    conn.send([frame(T_READY, 0, str(os.getpid()).encode())])
+    ready = str(os.getpid()) + (" bodies" if bodies is not None else "")
+    conn.send([frame(T_READY, 0, ready.encode())])
     reader = FrameReader(sock)
     try:
         if threads > 1:

@@ -227,6 +227,15 @@ import json, sys
 g = {"__name__": "gowsgi_worker"}
 exec(compile(sys.stdin.read(), "worker.py", "exec"), g)
 class S(str): pass
+class Liar(str):
+    def isprintable(self): return True
+    def isascii(self): return True
+class CI(str):
+    def __eq__(self, other): return str.lower(self) == str.lower(other)
+    def __hash__(self): return hash(str.lower(self))
+class NoHash(str):
+    def __eq__(self, other): return True
+    __hash__ = None
 ok_list = [("Content-Type", "text/plain"), ("Content-Length", "5")]
 cases = [
     ok_list,
@@ -241,6 +250,10 @@ cases = [
     [(S("X"), "v")],
     [("Y", S("w"))],
     list(ok_list[:1]) + [("X", "\x00")],
+    [("X", Liar("a\r\nSet-Cookie: x=1"))],
+    [("X-Token", "abc")],
+    [("X-Token", CI("ABC"))],
+    [("Z", NoHash("z"))],
 ]
 out = []
 for headers in cases:
@@ -251,6 +264,17 @@ for headers in cases:
             out.append([attempt, "ok", r.has_length, r.head().decode("latin-1")])
         except g["WSGIError"] as e:
             out.append([attempt, "error", str(e)])
+# One-off header lists do not grow the caches past their bound, and a list
+# used after them is remembered again.
+for i in range(1500):
+    r = g["Response"](1, [], None)
+    r.start_response("200 OK", [("X-Id", str(i))])
+    r.head()
+r = g["Response"](1, [], None)
+r.start_response("200 OK", ok_list)
+r.head()
+sizes = [len(g["_good_lists"]), len(g["_heads"]), len(g["_good_names"])]
+out.append(["caches", max(sizes) <= g["CACHE_SIZE"], tuple(ok_list) in g["_good_lists"]])
 json.dump(out, sys.stdout)
 `
 	cmd := exec.Command(testpython.Path(), "-c", script)
@@ -276,9 +300,16 @@ json.dump(out, sys.stdout)
 		"ok false 200 OK\r\nX: v\r\n", // a str subclass is a str
 		"ok false 200 OK\r\nY: w\r\n",
 		"error",
+		"error", // its own isprintable does not let CR LF through
+		"ok false 200 OK\r\nX-Token: abc\r\n",
+		"ok false 200 OK\r\nX-Token: ABC\r\n", // not the head of the equal-by-its-__eq__ list
+		"ok false 200 OK\r\nZ: z\r\n",
 	}
-	if len(got) != 2*len(want) {
-		t.Fatalf("got %d results, want %d: %v", len(got), 2*len(want), got)
+	if len(got) != 2*len(want)+1 {
+		t.Fatalf("got %d results, want %d: %v", len(got), 2*len(want)+1, got)
+	}
+	if last := got[len(got)-1]; last[1] != true || last[2] != true {
+		t.Errorf("caches: bounded %v, recurring list remembered %v", last[1], last[2])
 	}
 	for i, w := range want {
 		for attempt := range 2 {

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -280,21 +281,23 @@ func serve(o *serveOpts) int {
 	return 0
 }
 
-// parseLevel parses a -log-level value.
-// hostProcs is how many threads run the host's Go code when the
-// environment does not set GOMAXPROCS: half of the CPUs the process may
-// use (cpus, Go's default), at least one. The Python workers are the
-// CPU-bound part; Go threads beyond that mostly spin looking for work
-// while a worker runs, on the cores the workers need. Measured on 2 CPUs
-// with one worker: one thread instead of two gave the hello app ~25% and
-// Flask ~40% more requests/s, and halved the host's CPU per Flask request.
+// hostProcs is how many threads run the host's Go code unless the
+// environment sets GOMAXPROCS to a positive number: half of the CPUs the
+// process may use (cpus, Go's default), at least one. The Python workers
+// are the CPU-bound part; Go threads beyond that mostly spin looking for
+// work while a worker runs, on the cores the workers need. Measured on 2
+// CPUs with one worker: one thread instead of two gave the hello app ~25%
+// and Flask ~40% more requests/s, and halved the host's CPU per Flask
+// request. (Setting it stops Go from following later changes of the
+// container's CPU limit; the figure is taken once, at start.)
 func hostProcs(env string, cpus int) (n int, set bool) {
-	if env != "" {
+	if n, err := strconv.Atoi(env); err == nil && n > 0 {
 		return 0, false
 	}
 	return max(1, (cpus+1)/2), true
 }
 
+// parseLevel parses a -log-level value.
 func parseLevel(level string) (zerolog.Level, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {

@@ -15,6 +15,9 @@ func TestHostProcs(t *testing.T) {
 		{"", 8, 4, true},
 		{"", 64, 32, true},
 		{"2", 2, 0, false}, // the user's choice stands
+		{"1", 8, 0, false},
+		{"0", 4, 2, true}, // not a valid GOMAXPROCS: Go would ignore it too
+		{"many", 4, 2, true},
 	}
 	for _, tt := range tests {
 		n, set := hostProcs(tt.env, tt.cpus)
