@@ -15,7 +15,7 @@ import (
 // patterned returns n bytes that differ for every seed and contain
 // newlines, so that a body from another request or a stale slot shows.
 func patterned(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, n64(n)))
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
 	b := make([]byte, n)
 	for i := range b {
 		if r.IntN(50) == 0 {
@@ -26,8 +26,6 @@ func patterned(n int, seed uint64) []byte {
 	}
 	return b
 }
-
-func n64(n int) uint64 { return uint64(n) }
 
 // TestBodySizes sends bodies around the sizes where the path changes:
 // inline in the request frame (≤ 64 KiB), through the shared body area (≤
@@ -41,15 +39,8 @@ func TestBodySizes(t *testing.T) {
 	for _, size := range sizes {
 		for _, p := range paths {
 			t.Run(fmt.Sprintf("%s/%d", p, size), func(t *testing.T) {
-				body := patterned(size, uint64(len(p)))
-				resp, err := http.Post(th.URL+p, "application/octet-stream", bytes.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || !bytes.Equal(got, body) {
-					t.Errorf("status %d, %d bytes back of %d, equal=%v", resp.StatusCode, len(got), size, bytes.Equal(got, body))
+				if err := postEcho(http.DefaultClient, th.URL+p, patterned(size, uint64(len(p)))); err != nil {
+					t.Error(err)
 				}
 			})
 		}
@@ -69,20 +60,31 @@ func TestLargeBodiesConcurrently(t *testing.T) {
 			defer wg.Done()
 			for r := range rounds {
 				for _, p := range []string{"/echo", "/env/sub/echo"} {
-					body := patterned(200_000+c*1000+r, uint64(c*100+r))
-					resp, err := http.Post(th.URL+p, "application/octet-stream", bytes.NewReader(body))
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					got, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || !bytes.Equal(got, body) {
-						t.Errorf("client %d round %d %s: status %d, %d bytes back of %d, equal=%v", c, r, p, resp.StatusCode, len(got), len(body), bytes.Equal(got, body))
+					if err := postEcho(http.DefaultClient, th.URL+p, patterned(200_000+c*1000+r, uint64(c*100+r))); err != nil {
+						t.Errorf("client %d round %d %s: %v", c, r, p, err)
 					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// postEcho posts body to an echo endpoint and checks that it comes back.
+func postEcho(client *http.Client, url string, body []byte) error {
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != 200:
+		return fmt.Errorf("status %d", resp.StatusCode)
+	case !bytes.Equal(got, body):
+		return fmt.Errorf("%d bytes back of %d, not the same", len(got), len(body))
+	}
+	return nil
 }

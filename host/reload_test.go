@@ -75,6 +75,24 @@ func TestReloadUnderLoad(t *testing.T) {
 		go load(c.client, c.path)
 	}
 
+	// Large bodies wait in the shared body area of the stable app, which
+	// every reload replaces (its worker count changes): an old area is
+	// closed while its requests may still be in flight.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			err := postEcho(keepAlive, th.URL+"/stable/echo", patterned(100_000+i%5000, uint64(i)))
+			requests.Add(1)
+			if err != nil {
+				failures.Add(1)
+				failMu.Lock()
+				failed = append(failed, "/stable/echo: "+err.Error())
+				failMu.Unlock()
+			}
+		}
+	}()
+
 	gen := th.Generation()
 	const reloads = 32
 	for i := 1; i <= reloads; i++ {
