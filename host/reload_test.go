@@ -50,10 +50,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	var failMu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
-	load := func(client *http.Client, path string) {
+	// load sends requests with do until the test stops it, counting them
+	// and their failures.
+	load := func(path string, do func(i int) error) {
 		defer wg.Done()
-		for ctx.Err() == nil {
-			err := getOK(client, th.URL+path)
+		for i := 0; ctx.Err() == nil; i++ {
+			err := do(i)
 			requests.Add(1)
 			if err == nil {
 				continue
@@ -72,26 +74,16 @@ func TestReloadUnderLoad(t *testing.T) {
 		path   string
 	}{{keepAlive, "/stable/pid"}, {keepAlive, "/keep/"}, {fresh, "/stable/"}, {fresh, "/keep/x"}} {
 		wg.Add(1)
-		go load(c.client, c.path)
+		go load(c.path, func(int) error { return getOK(c.client, th.URL+c.path) })
 	}
 
 	// Large bodies wait in the shared body area of the stable app, which
 	// every reload replaces (its worker count changes): an old area is
 	// closed while its requests may still be in flight.
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			err := postEcho(keepAlive, th.URL+"/stable/echo", patterned(100_000+i%5000, uint64(i)))
-			requests.Add(1)
-			if err != nil {
-				failures.Add(1)
-				failMu.Lock()
-				failed = append(failed, "/stable/echo: "+err.Error())
-				failMu.Unlock()
-			}
-		}
-	}()
+	go load("/stable/echo", func(i int) error {
+		return postEcho(keepAlive, th.URL+"/stable/echo", patterned(100_000+i%5000, uint64(i)))
+	})
 
 	gen := th.Generation()
 	const reloads = 32
