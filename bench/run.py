@@ -161,14 +161,18 @@ def spawn(cmd, **kw):
 def kill_tree(p, grace=STOP_GRACE):
     """SIGTERM p's process group, wait up to grace, then SIGKILL whatever of its tree is left."""
     tree = [(pid, _start_time(pid)) for pid in process_tree(p.pid)] if p.poll() is None else []
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
+
+    def signal_group_and_wait(sig):
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+    signal_group_and_wait(signal.SIGTERM)
     for pid, started in tree:
         # Same start time: the same process, not a reused pid.
         if started is not None and _start_time(pid) == started:
@@ -176,14 +180,7 @@ def kill_tree(p, grace=STOP_GRACE):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
+    signal_group_and_wait(signal.SIGKILL)
     if p in _children:
         _children.remove(p)
 

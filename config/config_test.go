@@ -1,18 +1,11 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gowsgi/gowsgi/internal/testcert"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden")
@@ -317,7 +312,15 @@ limits:
 	if err := os.Mkdir(certs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM := writeTestCert(t, filepath.Join(certs, "server.crt"), filepath.Join(certs, "server.key"))
+	testcert.Write(t, filepath.Join(certs, "server.crt"), filepath.Join(certs, "server.key"), 1)
+	certPEM, err := os.ReadFile(filepath.Join(certs, "server.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(certs, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -646,38 +649,4 @@ func TestConfigApp(t *testing.T) {
 	if got := c.App("c"); got != nil {
 		t.Errorf("App(c) = %v, want nil", got)
 	}
-}
-
-// writeTestCert writes a fresh self-signed ECDSA certificate for localhost
-// and its key as PEM files and returns their contents.
-func writeTestCert(t *testing.T, certPath, keyPath string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPEM, keyPEM
 }

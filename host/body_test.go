@@ -34,7 +34,7 @@ func patterned(n int, seed uint64) []byte {
 // read(), read(n) and readline().
 func TestBodySizes(t *testing.T) {
 	th := startHost(t, basicConfig)
-	sizes := []int{0, 1, 64 << 10, 64<<10 + 1, 300_000, worker.BodySlotSize - 1, worker.BodySlotSize, worker.BodySlotSize + 1, 2*worker.BodySlotSize + 3}
+	sizes := []int{0, 1, worker.MinSharedBody - 1, worker.MinSharedBody, 300_000, worker.BodySlotSize - 1, worker.BodySlotSize, worker.BodySlotSize + 1, 2*worker.BodySlotSize + 3}
 	paths := []string{"/echo", "/echo-sized", "/echo-lines", "/env/sub/echo", "/env/sub/echo-lines"}
 	for _, size := range sizes {
 		for _, p := range paths {

@@ -203,10 +203,6 @@ func (b *requestBody) Close() {
 	b.slot.Release()
 }
 
-// sharedBodyMin is the body size from which a body is read into the app's
-// shared body area (smaller ones ride in the request frame).
-const sharedBodyMin = 64<<10 + 1
-
 // readBody reads the whole body, at most max bytes: straight into a slot
 // of bodies (the app's shared body area) if its length is known and one is
 // free, else into memory, spooling it to a temp file past spoolThreshold
@@ -216,7 +212,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, bodies *worker.
 	if r.ContentLength == 0 {
 		return &requestBody{}, nil
 	}
-	if r.ContentLength >= sharedBodyMin && r.ContentLength <= worker.BodySlotSize {
+	if r.ContentLength >= worker.MinSharedBody && r.ContentLength <= worker.BodySlotSize {
 		if slot := bodies.Reserve(int(r.ContentLength)); slot != nil {
 			if _, err := io.ReadFull(rd, slot.Bytes()); err != nil {
 				slot.Release()

@@ -271,12 +271,17 @@ mounts:
 
 // queued counts the requests waiting for a worker of app.
 func (th *testHost) queued(app string) int {
+	pl := th.pool(app)
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return len(pl.waiters)
+}
+
+// pool is app's worker pool in the current generation.
+func (th *testHost) pool(app string) *pool {
 	th.mu.Lock()
-	rt := th.apps[app]
-	th.mu.Unlock()
-	rt.pool.mu.Lock()
-	defer rt.pool.mu.Unlock()
-	return len(rt.pool.waiters)
+	defer th.mu.Unlock()
+	return th.apps[app].pool
 }
 
 func TestBadInput(t *testing.T) {
@@ -458,13 +463,11 @@ func TestPipeliningUnderLoad(t *testing.T) {
 
 // inflight counts the requests sent to app's workers and not finished.
 func (th *testHost) inflight(app string) int {
-	th.mu.Lock()
-	rt := th.apps[app]
-	th.mu.Unlock()
-	rt.pool.mu.Lock()
-	defer rt.pool.mu.Unlock()
+	pl := th.pool(app)
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
 	n := 0
-	for _, s := range rt.pool.slots {
+	for _, s := range pl.slots {
 		if s.cur != nil {
 			n += s.cur.inflight
 		}

@@ -3,18 +3,12 @@ package host
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -24,48 +18,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gowsgi/gowsgi/internal/testcert"
 )
 
-// writeCert writes a new self-signed ECDSA certificate for localhost and
-// 127.0.0.1, with the given serial number, and its key, to the two files
-// (replacing them in place); it returns the certificate.
-func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("gowsgi test %d", serial)},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+// tlsConfig is basicApps behind one TLS listener with these files.
+func tlsConfig(certFile, keyFile string) string {
+	return fmt.Sprintf(`
+listeners:
+  - addr: "127.0.0.1:0"
+    tls: {cert: %q, key: %q}
+`, certFile, keyFile) + basicApps
 }
 
 // testCerts makes a folder with server.crt and server.key (serial 1) and
@@ -73,7 +36,7 @@ func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certi
 func testCerts(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) {
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	return certFile, keyFile, writeCert(t, certFile, keyFile, 1)
+	return certFile, keyFile, testcert.Write(t, certFile, keyFile, 1)
 }
 
 const basicApps = `
@@ -138,11 +101,7 @@ func checkEnv(t *testing.T, what string, env map[string]any, want map[string]str
 
 func TestTLSListener(t *testing.T) {
 	certFile, keyFile, cert := testCerts(t)
-	th := startHost(t, fmt.Sprintf(`
-listeners:
-  - addr: "127.0.0.1:0"
-    tls: {cert: %q, key: %q}
-`, certFile, keyFile)+basicApps)
+	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
 	_, port, _ := net.SplitHostPort(addr)
 	url := "https://" + addr + "/environ"
@@ -185,18 +144,14 @@ listeners:
 // keep-alive connection made before goes on.
 func TestTLSCertificateReload(t *testing.T) {
 	certFile, keyFile, cert1 := testCerts(t)
-	th := startHost(t, fmt.Sprintf(`
-listeners:
-  - addr: "127.0.0.1:0"
-    tls: {cert: %q, key: %q}
-`, certFile, keyFile)+basicApps)
+	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
 	url := "https://" + addr + "/environ"
 	for _, http2 := range []bool{true, false} {
 		t.Run(fmt.Sprintf("http2=%v", http2), func(t *testing.T) {
 			// Each round starts from certificate 1 (again).
 			if cert1 == nil {
-				cert1 = writeCert(t, certFile, keyFile, 1)
+				cert1 = testcert.Write(t, certFile, keyFile, 1)
 				if err := th.ReloadFile(th.path); err != nil {
 					t.Fatal(err)
 				}
@@ -207,7 +162,7 @@ listeners:
 				t.Fatalf("serial %d, want 1", got)
 			}
 
-			cert2 := writeCert(t, certFile, keyFile, 2)
+			cert2 := testcert.Write(t, certFile, keyFile, 2)
 			gen := th.Generation()
 			if err := th.ReloadFile(th.path); err != nil {
 				t.Fatalf("reload: %v", err)

@@ -14,6 +14,10 @@ import (
 // body area; larger ones go through the socket.
 const BodySlotSize = 1 << 20
 
+// MinSharedBody is the smallest request body that goes through a shared
+// body area; smaller ones ride in the request frame.
+const MinSharedBody = largeWrite + 1
+
 // BodyArena is memory the host shares with the workers of one app: a
 // memfd that every worker maps read-only and the host read-write, cut into
 // slots of BodySlotSize. The host reads a large request body from the

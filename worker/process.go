@@ -282,7 +282,7 @@ func (p *Process) Send(env, body []byte, slot *BodySlot, bodyFile *os.File, body
 	if 4+int64(len(env))+bodyLen > MaxPayload {
 		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
 	}
-	if slot == nil && bodyFile == nil && len(body) > largeWrite && p.bodies != nil {
+	if slot == nil && bodyFile == nil && len(body) >= MinSharedBody && p.bodies != nil {
 		// A large body goes into shared memory if there is room: copied
 		// before the lock, since its place in the stream does not matter.
 		if slot = p.bodies.Reserve(len(body)); slot != nil {

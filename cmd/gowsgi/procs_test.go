@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"runtime"
+	"strings"
+	"testing"
+)
 
 func TestHostProcs(t *testing.T) {
 	tests := []struct {
@@ -24,5 +29,33 @@ func TestHostProcs(t *testing.T) {
 		if n != tt.want || set != tt.wantSet {
 			t.Errorf("hostProcs(%q, %d) = %d, %v; want %d, %v", tt.env, tt.cpus, n, set, tt.want, tt.wantSet)
 		}
+	}
+}
+
+// TestBinaryGoThreads reads the Go thread count the real binary logs at
+// start: GOMAXPROCS from the environment, else at most half the CPUs.
+func TestBinaryGoThreads(t *testing.T) {
+	half := max(1, (runtime.NumCPU()+1)/2)
+	for _, env := range []string{"3", ""} {
+		t.Run("GOMAXPROCS="+env, func(t *testing.T) {
+			t.Setenv("GOMAXPROCS", env)
+			s := start(t, writeConfig(t, t.TempDir(), serveConfig), "-log-level", "debug")
+			got := -1
+			for _, line := range strings.Split(s.log(), "\n") {
+				var m struct {
+					Message    string
+					Gomaxprocs int
+				}
+				if json.Unmarshal([]byte(line), &m) == nil && m.Message == "Go threads" {
+					got = m.Gomaxprocs
+				}
+			}
+			switch {
+			case env == "3" && got != 3:
+				t.Errorf("GOMAXPROCS=3: the host runs %d Go threads", got)
+			case env == "" && (got < 1 || got > half):
+				t.Errorf("no GOMAXPROCS: the host runs %d Go threads, want 1 to %d of %d CPUs", got, half, runtime.NumCPU())
+			}
+		})
 	}
 }
