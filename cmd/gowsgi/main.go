@@ -195,6 +195,7 @@ func versionLine() string {
 }
 
 func serve(o *serveOpts) int {
+	keepSysmonAwake()
 	flagLevel, err := parseLevel(o.level)
 	if err == nil && o.formatSet && o.format != "console" && o.format != "json" {
 		err = fmt.Errorf("bad -log-format %q", o.format)

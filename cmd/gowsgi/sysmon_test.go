@@ -1,0 +1,129 @@
+package main
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestSysmonExec(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string // nil: no re-execution
+	}{
+		{"no GODEBUG", []string{"A=1"},
+			[]string{"A=1", "GOWSGI_SAVED_GODEBUG=", "GODEBUG=schedtrace=2147483647"}},
+		{"other settings kept after ours", []string{"GODEBUG=http2debug=1", "A=1"},
+			[]string{"A=1", "GOWSGI_SAVED_GODEBUG==http2debug=1", "GODEBUG=schedtrace=2147483647,http2debug=1"}},
+		{"empty GODEBUG", []string{"GODEBUG="},
+			[]string{"GOWSGI_SAVED_GODEBUG==", "GODEBUG=schedtrace=2147483647,"}},
+		{"the user's schedtrace stands", []string{"GODEBUG=gctrace=1,schedtrace=0"}, nil},
+		{"schedtrace alone", []string{"GODEBUG=schedtrace=1000"}, nil},
+		{"already re-executed", []string{"GODEBUG=schedtrace=2147483647", "GOWSGI_SAVED_GODEBUG="}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sysmonExec(tt.environ, func(k, v string) {}, func(string) {})
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("sysmonExec(%q) = %q, want %q", tt.environ, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSysmonRestore: the re-executed host puts the user's GODEBUG back.
+func TestSysmonRestore(t *testing.T) {
+	tests := []struct {
+		saved   string
+		want    string
+		wantSet bool
+	}{
+		{"", "", false},
+		{"=", "", true},
+		{"=gctrace=1", "gctrace=1", true},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"GODEBUG": "schedtrace=2147483647", savedGodebugEnv: tt.saved}
+		environ := []string{"GODEBUG=" + env["GODEBUG"], savedGodebugEnv + "=" + tt.saved}
+		if got := sysmonExec(environ, func(k, v string) { env[k] = v }, func(k string) { delete(env, k) }); got != nil {
+			t.Errorf("saved %q: re-executes again with %q", tt.saved, got)
+		}
+		v, set := env["GODEBUG"]
+		if v != tt.want || set != tt.wantSet {
+			t.Errorf("saved %q: GODEBUG = %q (set %v), want %q (set %v)", tt.saved, v, set, tt.want, tt.wantSet)
+		}
+		if _, ok := env[savedGodebugEnv]; ok {
+			t.Errorf("saved %q: %s left in the environment", tt.saved, savedGodebugEnv)
+		}
+	}
+}
+
+// TestBinarySysmonSetting starts the real binary: it runs with the
+// setting (its process environment shows what it was executed with), its
+// workers do not see it, and a user's own schedtrace is left alone.
+func TestBinarySysmonSetting(t *testing.T) {
+	cfg := `
+listeners: ["127.0.0.1:0"]
+apps:
+  pid: {module: pidapp, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": pid
+`
+	for _, tt := range []struct {
+		godebug    string
+		hostWant   string // the host's GODEBUG as executed
+		workerWant string // "" means unset
+	}{
+		{"", "GODEBUG=schedtrace=2147483647", ""},
+		{"gctrace=0", "GODEBUG=schedtrace=2147483647,gctrace=0", "GODEBUG=gctrace=0"},
+		{"schedtrace=0", "GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0"},
+	} {
+		t.Run("GODEBUG="+tt.godebug, func(t *testing.T) {
+			if tt.godebug == "" {
+				os.Unsetenv("GODEBUG") // t.Setenv would set it to ""
+				t.Cleanup(func() { os.Unsetenv("GODEBUG") })
+			} else {
+				t.Setenv("GODEBUG", tt.godebug)
+			}
+			s := start(t, writeConfig(t, t.TempDir(), cfg))
+			if got := godebugOf(t, s.cmd.Process.Pid); got != tt.hostWant {
+				t.Errorf("host runs with %q, want %q", got, tt.hostWant)
+			}
+			code, body := s.get(t, "/")
+			pid, err := strconv.Atoi(strings.Fields(body + " x")[0])
+			if code != 200 || err != nil {
+				t.Fatalf("GET / = %d %q", code, body)
+			}
+			if got := godebugOf(t, pid); got != tt.workerWant {
+				t.Errorf("worker runs with %q, want %q", got, tt.workerWant)
+			}
+			if environ := readEnviron(t, pid); slices.ContainsFunc(environ, func(kv string) bool {
+				return strings.HasPrefix(kv, savedGodebugEnv+"=")
+			}) {
+				t.Errorf("worker's environment has %s", savedGodebugEnv)
+			}
+		})
+	}
+}
+
+// godebugOf returns the GODEBUG=... entry a process was executed with, or "".
+func godebugOf(t *testing.T, pid int) string {
+	for _, kv := range readEnviron(t, pid) {
+		if strings.HasPrefix(kv, "GODEBUG=") {
+			return kv
+		}
+	}
+	return ""
+}
+
+func readEnviron(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
