@@ -344,8 +344,11 @@ class Worker:
                         if req.status is None:
                             raise WSGIError("the app yielded body before calling start_response")
                         if not req.sent:
+                            # A first chunk goes out unchecked: a cancel
+                            # check costs a system call in inline mode, and
+                            # the host drops what a gone client missed.
                             out.append(frame(T_START, rid, req.head()))
-                        if conn.is_cancelled(rid):
+                        elif conn.is_cancelled(rid):
                             raise Cancelled()
                         conn.wait_window(rid, len(data))
                         out.append(frame(T_BODY, rid, data))

@@ -343,12 +343,12 @@ def pid(environ, start_response):
 def stream(environ, start_response):
     n = int(_qget(environ, "n", "3"))
     delay = float(_qget(environ, "delay", "0.2"))
+    first = float(_qget(environ, "first", "0"))
     start_response("200 OK", [("Content-Type", TEXT)])
 
     def gen():
         for i in range(n):
-            if i:
-                time.sleep(delay)
+            time.sleep(delay if i else first)
             yield "chunk {}\n".format(i).encode("ascii")
     return gen()
 
