@@ -335,42 +335,40 @@ limits:
 	}
 }
 
-// TestClientGoneFreesWorker: a client that leaves in the middle of a long
-// streaming response frees its worker (the app's iterable is closed) for
-// the next request.
+// TestClientGoneFreesWorker: a client that leaves during a long streaming
+// response frees its worker (the app's iterable is closed) for the next
+// request, whether it leaves in the middle of the stream or before its
+// first chunk (the worker then sees the cancel at a later chunk).
 func TestClientGoneFreesWorker(t *testing.T) {
-	th := startHost(t, oneApp("timeout: 1h"))
-	c, err := net.Dial("tcp", strings.TrimPrefix(th.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, query string
+		// left waits until the moment the client should leave.
+		left func(t *testing.T, th *testHost, br *bufio.Reader)
+	}{
+		{"mid-stream", "n=100000&delay=0.01", func(t *testing.T, th *testHost, br *bufio.Reader) {
+			if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
+				t.Fatalf("stream: %q", line)
+			}
+		}},
+		{"before the first chunk", "n=100000&delay=0.01&first=0.3", func(t *testing.T, th *testHost, br *bufio.Reader) {
+			waitFor(t, func() bool { return th.pool("app").snapshot().inFlight == 1 }, "the stream to start")
+		}},
 	}
-	io.WriteString(c, "GET /stream?n=100000&delay=0.01 HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(c)
-	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
-		t.Fatalf("stream: %q", line)
-	}
-	c.Close()
-	// With one worker, this is only served once the stream has stopped.
-	if code, _ := th.get("/pid"); code != 200 {
-		t.Errorf("after the client left: %d", code)
-	}
-}
-
-// TestClientGoneBeforeFirstChunk: a client that leaves before the first
-// chunk of a long stream also frees its worker (the cancel is seen at a
-// later chunk).
-func TestClientGoneBeforeFirstChunk(t *testing.T) {
-	th := startHost(t, oneApp("timeout: 1h"))
-	c, err := net.Dial("tcp", strings.TrimPrefix(th.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(c, "GET /stream?n=100000&delay=0.01&first=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, func() bool { return th.pool("app").snapshot().inFlight == 1 }, "the stream to start")
-	c.Close()
-	// With one worker, this is only served once the stream has stopped.
-	if code, _ := th.get("/pid"); code != 200 {
-		t.Errorf("after the client left: %d", code)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th := startHost(t, oneApp("timeout: 1h"))
+			c, err := net.Dial("tcp", strings.TrimPrefix(th.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET /stream?"+tt.query+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			tt.left(t, th, bufio.NewReader(c))
+			c.Close()
+			// With one worker, this is only served once the stream has stopped.
+			if code, _ := th.get("/pid"); code != 200 {
+				t.Errorf("after the client left: %d", code)
+			}
+		})
 	}
 }
 
