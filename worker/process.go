@@ -350,6 +350,7 @@ func (p *Process) register(onDone func(), slot *BodySlot) (*Call, error) {
 		p.nextID = 1
 	}
 	c := &Call{ID: p.nextID, p: p, slot: slot, wake: make(chan struct{}, 1), onDone: onDone}
+	c.q = c.qbuf[:0]
 	if slot != nil {
 		slot.hold()
 	}
@@ -636,8 +637,9 @@ type Call struct {
 
 	mu         sync.Mutex
 	q          []Frame
-	finished   bool  // the last frame was queued, or the worker died
-	err        error // ErrDied
+	qbuf       [3]Frame // q's first backing array: Start, Body and End fit without allocating
+	finished   bool     // the last frame was queued, or the worker died
+	err        error    // ErrDied
 	abandoned  bool
 	uncredited int
 	wake       chan struct{}
@@ -788,6 +790,7 @@ func (c *Call) Abandon() {
 		}
 	}
 	c.q = nil
+	c.qbuf = [3]Frame{}
 	running := !c.finished
 	n := c.takeCredit(running)
 	c.mu.Unlock()
