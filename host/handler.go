@@ -262,8 +262,8 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 	flusher, _ := w.(http.Flusher)
 	streamed := false // no Content-Length: chunked on HTTP/1.1, from the first chunk
 	timeout := app.def.Timeout
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
+	timer := getTimer(timeout)
+	defer putTimer(timer)
 	for {
 		f, err := call.Next(r.Context().Done(), timer.C)
 		if errors.Is(err, worker.ErrWaitTimedOut) && !expired(call, timer, timeout) {
@@ -353,6 +353,27 @@ func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, ca
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// timers holds stopped timers for reuse: one per request otherwise costs
+// allocations on the hot path.
+var timers sync.Pool
+
+// getTimer returns a timer that fires after d.
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for reuse. (Since Go 1.23 a stopped
+// timer's channel holds no stale value, so a reused timer fires only for
+// its new time.)
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // expired reports whether a request has run for timeout since the worker
