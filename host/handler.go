@@ -440,36 +440,46 @@ var hopByHop = map[string]bool{
 // writeHeader sets the status and headers from a FrameStart payload:
 // "200 OK\r\nName: value\r\n...".
 func writeHeader(w http.ResponseWriter, p []byte) (int, error) {
-	line, rest, _ := bytes.Cut(p, []byte("\r\n"))
+	// One string for the whole head, and one array for the values of all
+	// its headers: names and values are slices of the one, each header's
+	// []string a one-element slice of the other.
+	head := string(p)
+	line, rest, _ := strings.Cut(head, "\r\n")
 	if len(line) < 3 {
 		return 0, fmt.Errorf("malformed status %q", line)
 	}
-	code, err := strconv.Atoi(string(line[:3]))
+	code, err := strconv.Atoi(line[:3])
 	if err != nil || code < 100 || code > 999 {
 		return 0, fmt.Errorf("malformed status %q", line)
 	}
 	hdr := w.Header()
+	values := make([]string, 0, strings.Count(rest, "\r\n")+1)
 	for len(rest) > 0 {
-		var kv []byte
-		kv, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "\r\n")
 		if len(kv) == 0 {
 			continue
 		}
-		k, v, ok := bytes.Cut(kv, []byte(": "))
+		k, v, ok := strings.Cut(kv, ": ")
 		if !ok {
 			return 0, fmt.Errorf("malformed header %q", kv)
 		}
-		name := http.CanonicalHeaderKey(string(k))
+		name := http.CanonicalHeaderKey(k)
 		if name == requestIDHeader {
 			continue // the host's, set before
 		}
 		if hopByHop[name] {
-			if name == "Connection" && strings.EqualFold(strings.TrimSpace(string(v)), "close") {
+			if name == "Connection" && strings.EqualFold(strings.TrimSpace(v), "close") {
 				hdr.Set("Connection", "close")
 			}
 			continue
 		}
-		hdr[name] = append(hdr[name], string(v))
+		if old := hdr[name]; old != nil {
+			hdr[name] = append(old, v)
+			continue
+		}
+		values = append(values, v)
+		hdr[name] = values[len(values)-1 : len(values) : len(values)]
 	}
 	return code, nil
 }
