@@ -17,7 +17,8 @@ import (
 // starts: sysmon never sleeps deeply while a trace is due. With the longest
 // period (2^31-1 ms, 24.8 days) it then wakes at most every 10 ms when idle,
 // and prints one scheduler line to stderr each time the system's uptime
-// passes a multiple of that period. So `gowsgi serve` executes itself once
+// passes a multiple of that period (and the scheduler's state after a
+// fatal runtime error, beside the usual traceback). So `gowsgi serve` executes itself once
 // more with it set, unless GODEBUG already sets schedtrace (the user's
 // choice stands: schedtrace=0 opts out). The re-executed host puts
 // GODEBUG back as it was, so that workers and their apps never see it.
