@@ -123,10 +123,15 @@ func (th *testHost) stop() {
 	}
 }
 
+// getClient bounds every th.get, so that a host that stops answering
+// fails the test instead of hanging it.
+var getClient = &http.Client{Timeout: 20 * time.Second}
+
 // get fetches url and returns status and body, failing the test on a transport error.
+
 func (th *testHost) get(path string) (int, string) {
 	th.t.Helper()
-	resp, err := http.Get(th.URL + path)
+	resp, err := getClient.Get(th.URL + path)
 	if err != nil {
 		th.t.Fatalf("GET %s: %v", path, err)
 	}

@@ -195,7 +195,6 @@ func versionLine() string {
 }
 
 func serve(o *serveOpts) int {
-	keepSysmonAwake()
 	flagLevel, err := parseLevel(o.level)
 	if err == nil && o.formatSet && o.format != "console" && o.format != "json" {
 		err = fmt.Errorf("bad -log-format %q", o.format)
@@ -210,6 +209,8 @@ func serve(o *serveOpts) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The host will run: re-execute it (once) with sysmon kept awake.
+	sysmonErr := keepSysmonAwake()
 	// The format is chosen once, here; the level follows every reload
 	// (zerolog's global level, which every logger of this process obeys).
 	format := cfg.Log.Format
@@ -229,6 +230,9 @@ func serve(o *serveOpts) int {
 		return lvl
 	}
 	zerolog.SetGlobalLevel(levelOf(cfg.Log))
+	if sysmonErr != nil {
+		log.Debug().Err(sysmonErr).Msg("Go's system monitor may sleep deeply")
+	}
 	// Catch signals before anything is served, so that an early SIGHUP
 	// reloads instead of killing the host.
 	sigs := make(chan os.Signal, 1)

@@ -69,7 +69,14 @@ func start(t *testing.T, cfgPath string, flags ...string) *server {
 // startArgs runs gowsgi with exactly args and waits for its listening line.
 func startArgs(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return startBinary(t, binary, args...)
+}
+
+// startBinary runs the gowsgi at path bin with args and waits for its
+// listening line.
+func startBinary(t *testing.T, bin string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

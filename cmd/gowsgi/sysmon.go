@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 )
@@ -10,18 +12,28 @@ import (
 // idle, and the next system call wakes it up again, after which it polls
 // every 20 µs for a while. The host idles between requests whenever its
 // workers are the slow part, so that happens about once per request: on a
-// 2-CPU KVM guest it cost the host ~40 µs of CPU per Flask request (host
-// 88 → 49 µs with it avoided, 7k → 9k requests/s, p99 5 → 3 ms).
+// 2-CPU KVM guest it cost ~40 µs of CPU per Flask request and ~6 µs per
+// plain hello (medians of six alternating runs; the README's "Go's system
+// monitor" has them).
 //
 // The only switch for it is GODEBUG=schedtrace, read once when the runtime
-// starts: sysmon never sleeps deeply while a trace is due. With the longest
-// period (2^31-1 ms, 24.8 days) it then wakes at most every 10 ms when idle,
-// and prints one scheduler line to stderr each time the system's uptime
-// passes a multiple of that period (and the scheduler's state after a
-// fatal runtime error, beside the usual traceback). So `gowsgi serve` executes itself once
-// more with it set, unless GODEBUG already sets schedtrace (the user's
-// choice stands: schedtrace=0 opts out). The re-executed host puts
-// GODEBUG back as it was, so that workers and their apps never see it.
+// starts: sysmon does not sleep deeply while schedtrace > 0. With the
+// longest period (2^31-1 ms, 24.8 days) it then wakes at most every 10 ms
+// when idle. The costs, which the README repeats:
+//   - Go prints one plain-text "SCHED …" line to stderr, among the JSON
+//     logs, when the system's monotonic clock (uptime) first reaches 24.8
+//     days (at start, if it already has), and every 24.8 days after that.
+//   - A fatal runtime error (an unrecovered panic, a throw, a fatal signal,
+//     SIGQUIT) prints the scheduler's state before the traceback: every P,
+//     every M and one line per goroutine. That takes the scheduler's lock;
+//     the runtime drops it before its own throws, but a throw raised by a
+//     runtime bug with the lock held would hang the host instead of
+//     letting it exit.
+//
+// So `gowsgi serve`, once its config loads, executes itself once more with
+// the setting, unless GODEBUG already sets schedtrace (the user's choice
+// stands: schedtrace=0 opts out). The re-executed host puts GODEBUG back
+// as it was, so that workers and their apps never see it.
 const (
 	sysmonSetting = "schedtrace=2147483647"
 	// savedGodebugEnv carries the user's GODEBUG across the re-execution:
@@ -31,19 +43,21 @@ const (
 
 // sysmonExec returns the environment to re-execute the host with, or nil
 // if it runs as it should already (or was re-executed: it then restores
-// GODEBUG in env through setenv/unsetenv).
+// GODEBUG through setenv/unsetenv). A savedGodebugEnv that the host did
+// not set itself (GODEBUG does not start with sysmonSetting) is dropped.
 func sysmonExec(environ []string, setenv func(k, v string), unsetenv func(k string)) []string {
-	saved, resumed := lookup(environ, savedGodebugEnv)
-	if resumed {
-		unsetenv(savedGodebugEnv)
-		if v, ok := strings.CutPrefix(saved, "="); ok {
-			setenv("GODEBUG", v)
-		} else {
-			unsetenv("GODEBUG")
-		}
-		return nil
-	}
 	godebug, set := lookup(environ, "GODEBUG")
+	if saved, ok := lookup(environ, savedGodebugEnv); ok {
+		unsetenv(savedGodebugEnv)
+		if strings.HasPrefix(godebug, sysmonSetting) {
+			if v, ok := strings.CutPrefix(saved, "="); ok {
+				setenv("GODEBUG", v)
+			} else {
+				unsetenv("GODEBUG")
+			}
+			return nil
+		}
+	}
 	for _, kv := range strings.Split(godebug, ",") {
 		if strings.HasPrefix(strings.TrimSpace(kv), "schedtrace=") {
 			return nil
@@ -51,7 +65,7 @@ func sysmonExec(environ []string, setenv func(k, v string), unsetenv func(k stri
 	}
 	out := make([]string, 0, len(environ)+2)
 	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "GODEBUG=") {
+		if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, savedGodebugEnv+"=") {
 			out = append(out, kv)
 		}
 	}
@@ -64,18 +78,37 @@ func sysmonExec(environ []string, setenv func(k, v string), unsetenv func(k stri
 }
 
 // keepSysmonAwake re-executes the host with sysmonSetting if it does not
-// run with it yet; it returns only if that is not needed or cannot be
-// done (the host then runs as is).
-func keepSysmonAwake() {
+// run with it yet. It returns only if that is not needed (nil) or cannot
+// be done (the error; the host then runs as is).
+func keepSysmonAwake() error {
 	env := sysmonExec(os.Environ(), func(k, v string) { os.Setenv(k, v) }, func(k string) { os.Unsetenv(k) })
 	if env == nil {
-		return
+		return nil
 	}
+	self, err := selfPath()
+	if err == nil {
+		err = syscall.Exec(self, os.Args, env) // returns only on failure
+	}
+	return fmt.Errorf("re-execute with GODEBUG=%s: %w", sysmonSetting, err)
+}
+
+// selfPath is the path to execute the running binary by: the one it was
+// started by if that still names it, so that the process keeps its name
+// (comm, as ps and top show it) when started through a symlink; otherwise
+// the binary's resolved path.
+func selfPath() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return
+		return "", err
 	}
-	syscall.Exec(self, os.Args, env) // returns only on failure
+	if p, err := exec.LookPath(os.Args[0]); err == nil {
+		a, errA := os.Stat(p)
+		b, errB := os.Stat(self)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return p, nil
+		}
+	}
+	return self, nil
 }
 
 // lookup finds key's value in an environment list.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,11 @@ func TestSysmonExec(t *testing.T) {
 		{"the user's schedtrace stands", []string{"GODEBUG=gctrace=1,schedtrace=0"}, nil},
 		{"schedtrace alone", []string{"GODEBUG=schedtrace=1000"}, nil},
 		{"already re-executed", []string{"GODEBUG=schedtrace=2147483647", "GOWSGI_SAVED_GODEBUG="}, nil},
+		{"a saved GODEBUG we did not set is dropped", []string{"GOWSGI_SAVED_GODEBUG==evil", "A=1"},
+			[]string{"A=1", "GOWSGI_SAVED_GODEBUG=", "GODEBUG=schedtrace=2147483647"}},
+		{"and replaced by the real one", []string{"GODEBUG=gctrace=1", "GOWSGI_SAVED_GODEBUG="},
+			[]string{"GOWSGI_SAVED_GODEBUG==gctrace=1", "GODEBUG=schedtrace=2147483647,gctrace=1"}},
+		{"ours must lead GODEBUG", []string{"GODEBUG=gctrace=1,schedtrace=2147483647", "GOWSGI_SAVED_GODEBUG="}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +67,30 @@ func TestSysmonRestore(t *testing.T) {
 	}
 }
 
+// TestSysmonStaleSaved: a GOWSGI_SAVED_GODEBUG the host did not set itself
+// is removed and never copied into GODEBUG.
+func TestSysmonStaleSaved(t *testing.T) {
+	for _, environ := range [][]string{
+		{savedGodebugEnv + "==gctrace=1"},
+		{savedGodebugEnv + "==gctrace=1", "GODEBUG=schedtrace=0"},
+		{savedGodebugEnv + "=", "GODEBUG=x=1,schedtrace=2147483647"},
+	} {
+		env := map[string]string{}
+		for _, kv := range environ {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		godebug, hadGodebug := env["GODEBUG"]
+		sysmonExec(environ, func(k, v string) { env[k] = v }, func(k string) { delete(env, k) })
+		if _, ok := env[savedGodebugEnv]; ok {
+			t.Errorf("%q: %s left in the environment", environ, savedGodebugEnv)
+		}
+		if v, ok := env["GODEBUG"]; v != godebug || ok != hadGodebug {
+			t.Errorf("%q: GODEBUG = %q (set %v), want it untouched", environ, v, ok)
+		}
+	}
+}
+
 // TestBinarySysmonSetting starts the real binary: it runs with the
 // setting (its process environment shows what it was executed with), its
 // workers do not see it, and a user's own schedtrace is left alone.
@@ -83,8 +113,7 @@ mounts:
 	} {
 		t.Run("GODEBUG="+tt.godebug, func(t *testing.T) {
 			if tt.godebug == "" {
-				os.Unsetenv("GODEBUG") // t.Setenv would set it to ""
-				t.Cleanup(func() { os.Unsetenv("GODEBUG") })
+				unsetenv(t, "GODEBUG")
 			} else {
 				t.Setenv("GODEBUG", tt.godebug)
 			}
@@ -107,6 +136,34 @@ mounts:
 			}
 		})
 	}
+}
+
+// TestBinarySysmonKeepsName: started through a symlink, the re-executed
+// host keeps the symlink's name (os.Executable would give the target's).
+func TestBinarySysmonKeepsName(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "gowsgi-edge")
+	if err := os.Symlink(binary, link); err != nil {
+		t.Fatal(err)
+	}
+	unsetenv(t, "GODEBUG")
+	s := startBinary(t, link, "-c", writeConfig(t, t.TempDir(), serveConfig), "-log-format", "json")
+	pid := s.cmd.Process.Pid
+	if got := godebugOf(t, pid); got != "GODEBUG="+sysmonSetting {
+		t.Fatalf("host runs with %q: not re-executed", got)
+	}
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(comm)); got != "gowsgi-edge" {
+		t.Errorf("host's name is %q, want %q", got, "gowsgi-edge")
+	}
+}
+
+// unsetenv unsets key for the test (t.Setenv can only set it, if to "").
+func unsetenv(t *testing.T, key string) {
+	t.Setenv(key, "") // restores the old value in Cleanup
+	os.Unsetenv(key)
 }
 
 // godebugOf returns the GODEBUG=... entry a process was executed with, or "".
