@@ -127,8 +127,8 @@ func (th *testHost) stop() {
 // fails the test instead of hanging it.
 var getClient = &http.Client{Timeout: 20 * time.Second}
 
-// get fetches url and returns status and body, failing the test on a transport error.
-
+// get fetches path and returns status and body, failing the test on a
+// transport error.
 func (th *testHost) get(path string) (int, string) {
 	th.t.Helper()
 	resp, err := getClient.Get(th.URL + path)

@@ -209,8 +209,6 @@ func serve(o *serveOpts) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// The host will run: re-execute it (once) with sysmon kept awake.
-	sysmonErr := keepSysmonAwake()
 	// The format is chosen once, here; the level follows every reload
 	// (zerolog's global level, which every logger of this process obeys).
 	format := cfg.Log.Format
@@ -222,6 +220,8 @@ func serve(o *serveOpts) int {
 		fmt.Fprintln(os.Stderr, "gowsgi:", err)
 		return 2
 	}
+	// The host will run: re-execute it (once) with sysmon kept awake.
+	sysmonErr := keepSysmonAwake(o.cfgPath)
 	levelOf := func(lc config.Log) zerolog.Level {
 		if o.levelSet || lc.Level == "" {
 			return flagLevel

@@ -12,28 +12,31 @@ import (
 // idle, and the next system call wakes it up again, after which it polls
 // every 20 µs for a while. The host idles between requests whenever its
 // workers are the slow part, so that happens about once per request: on a
-// 2-CPU KVM guest it cost ~40 µs of CPU per Flask request and ~6 µs per
-// plain hello (medians of six alternating runs; the README's "Go's system
-// monitor" has them).
+// 2-CPU KVM guest it cost ~40 µs of CPU (host and worker together) per
+// Flask request and ~6 µs per plain hello (medians of six alternating
+// runs; the README's "Go's system monitor" has them).
 //
 // The only switch for it is GODEBUG=schedtrace, read once when the runtime
 // starts: sysmon does not sleep deeply while schedtrace > 0. With the
-// longest period (2^31-1 ms, 24.8 days) it then wakes at most every 10 ms
-// when idle. The costs, which the README repeats:
+// longest period (2^31-1 ms, 24.8 days) it then wakes at least every 10 ms
+// (every 20 µs just after activity). The costs, which the README repeats:
 //   - Go prints one plain-text "SCHED …" line to stderr, among the JSON
-//     logs, when the system's monotonic clock (uptime) first reaches 24.8
-//     days (at start, if it already has), and every 24.8 days after that.
-//   - A fatal runtime error (an unrecovered panic, a throw, a fatal signal,
-//     SIGQUIT) prints the scheduler's state before the traceback: every P,
-//     every M and one line per goroutine. That takes the scheduler's lock;
-//     the runtime drops it before its own throws, but a throw raised by a
-//     runtime bug with the lock held would hang the host instead of
-//     letting it exit.
+//     logs, each time the monotonic clock (time since boot, excluding
+//     suspend) passes a multiple of 24.8 days: on a machine up longer than
+//     that, at every start.
+//   - A fatal runtime error (an unrecovered panic, a throw, a fatal signal
+//     including SIGQUIT) prints the scheduler's state before anything else
+//     (before the "panic:" line): every P, every M and at least one line
+//     per connection. That takes the scheduler's lock, so a throw or fatal
+//     signal on a thread that holds that lock — a runtime bug, thread
+//     exhaustion (debug.SetMaxThreads), or bad timing — hangs the host
+//     instead of letting it exit and be restarted.
 //
 // So `gowsgi serve`, once its config loads, executes itself once more with
 // the setting, unless GODEBUG already sets schedtrace (the user's choice
-// stands: schedtrace=0 opts out). The re-executed host puts GODEBUG back
-// as it was, so that workers and their apps never see it.
+// stands: schedtrace=0 opts out) or the config cannot be read twice (a
+// pipe). The re-executed host puts GODEBUG back as it was, so that workers
+// and their apps never see it.
 const (
 	sysmonSetting = "schedtrace=2147483647"
 	// savedGodebugEnv carries the user's GODEBUG across the re-execution:
@@ -44,12 +47,13 @@ const (
 // sysmonExec returns the environment to re-execute the host with, or nil
 // if it runs as it should already (or was re-executed: it then restores
 // GODEBUG through setenv/unsetenv). A savedGodebugEnv that the host did
-// not set itself (GODEBUG does not start with sysmonSetting) is dropped.
+// not set itself (GODEBUG does not start with the sysmonSetting entry) is
+// dropped.
 func sysmonExec(environ []string, setenv func(k, v string), unsetenv func(k string)) []string {
 	godebug, set := lookup(environ, "GODEBUG")
 	if saved, ok := lookup(environ, savedGodebugEnv); ok {
 		unsetenv(savedGodebugEnv)
-		if strings.HasPrefix(godebug, sysmonSetting) {
+		if first, _, _ := strings.Cut(godebug, ","); first == sysmonSetting {
 			if v, ok := strings.CutPrefix(saved, "="); ok {
 				setenv("GODEBUG", v)
 			} else {
@@ -79,11 +83,15 @@ func sysmonExec(environ []string, setenv func(k, v string), unsetenv func(k stri
 
 // keepSysmonAwake re-executes the host with sysmonSetting if it does not
 // run with it yet. It returns only if that is not needed (nil) or cannot
-// be done (the error; the host then runs as is).
-func keepSysmonAwake() error {
+// be done (the error; the host then runs as is). cfgPath must name a
+// regular file, which the re-executed host can read again.
+func keepSysmonAwake(cfgPath string) error {
 	env := sysmonExec(os.Environ(), func(k, v string) { os.Setenv(k, v) }, func(k string) { os.Unsetenv(k) })
 	if env == nil {
 		return nil
+	}
+	if fi, err := os.Stat(cfgPath); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("not re-executed with GODEBUG=%s: config %s is not a regular file that can be read again", sysmonSetting, cfgPath)
 	}
 	self, err := selfPath()
 	if err == nil {
@@ -111,10 +119,11 @@ func selfPath() (string, error) {
 	return self, nil
 }
 
-// lookup finds key's value in an environment list.
+// lookup finds key's value in an environment list: the first one, as
+// os.Getenv does.
 func lookup(environ []string, key string) (string, bool) {
-	for i := len(environ) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(environ[i], key+"="); ok {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
 			return v, true
 		}
 	}

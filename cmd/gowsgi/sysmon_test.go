@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -29,6 +30,9 @@ func TestSysmonExec(t *testing.T) {
 		{"and replaced by the real one", []string{"GODEBUG=gctrace=1", "GOWSGI_SAVED_GODEBUG="},
 			[]string{"GOWSGI_SAVED_GODEBUG==gctrace=1", "GODEBUG=schedtrace=2147483647,gctrace=1"}},
 		{"ours must lead GODEBUG", []string{"GODEBUG=gctrace=1,schedtrace=2147483647", "GOWSGI_SAVED_GODEBUG="}, nil},
+		{"the first GODEBUG counts, as in Go", []string{"GODEBUG=schedtrace=0", "GODEBUG=gctrace=1"}, nil},
+		{"a later GODEBUG is dropped", []string{"GODEBUG=gctrace=1", "GODEBUG=schedtrace=0"},
+			[]string{"GOWSGI_SAVED_GODEBUG==gctrace=1", "GODEBUG=schedtrace=2147483647,gctrace=1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +78,7 @@ func TestSysmonStaleSaved(t *testing.T) {
 		{savedGodebugEnv + "==gctrace=1"},
 		{savedGodebugEnv + "==gctrace=1", "GODEBUG=schedtrace=0"},
 		{savedGodebugEnv + "=", "GODEBUG=x=1,schedtrace=2147483647"},
+		{savedGodebugEnv + "==gctrace=1", "GODEBUG=schedtrace=21474836470"},
 	} {
 		env := map[string]string{}
 		for _, kv := range environ {
@@ -157,6 +162,44 @@ func TestBinarySysmonKeepsName(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(comm)); got != "gowsgi-edge" {
 		t.Errorf("host's name is %q, want %q", got, "gowsgi-edge")
+	}
+}
+
+// TestBinaryConfigFromPipe: a config that can be read only once (a FIFO,
+// as `-c <(…)` gives) is served without the re-execution, which would
+// read it again.
+func TestBinaryConfigFromPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "gowsgi.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(writeConfig(t, t.TempDir(), serveConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // until gowsgi opens it
+		if err == nil {
+			f.Write(b)
+			f.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		// Release the writer if gowsgi never opened the FIFO.
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	unsetenv(t, "GODEBUG")
+	s := start(t, fifo, "-log-level", "debug")
+	if code, body := s.get(t, "/"); code != 200 {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	if got := godebugOf(t, s.cmd.Process.Pid); got != "" {
+		t.Errorf("host runs with %q, want it not re-executed", got)
+	}
+	if !strings.Contains(s.log(), "is not a regular file") {
+		t.Errorf("log does not say why the host was not re-executed:\n%s", s.log())
 	}
 }
 
