@@ -61,6 +61,21 @@ type Limits struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
 	IdleTimeout time.Duration
+	// BodyTimeout bounds the wait between two reads of a request body;
+	// past it the request gets 408 and the connection is closed. Default 60s.
+	BodyTimeout time.Duration
+	// SendTimeout bounds the wait between two writes of a response to the
+	// client (on HTTP/2, to the stream); past it the client is dropped and
+	// the response's spool deleted. Default 60s.
+	SendTimeout time.Duration
+	// BodyMemory bounds the memory that request bodies being read or
+	// waiting for a worker may use, across all clients; past it bodies go
+	// to temporary files. Default 64MiB.
+	BodyMemory int64
+	// MaxSpool bounds the response bytes kept in a temporary file for one
+	// client that reads slower than its app writes; past it the worker
+	// waits for the client. 0 keeps only SpoolMemory in memory. Default 1GiB.
+	MaxSpool int64
 }
 
 // Defaults of the per-app and limits settings.
@@ -69,6 +84,8 @@ const (
 	DefaultQueue        = 1024
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultStartTimeout = 60 * time.Second
+	// DefaultMaxConnections is a listener's connection limit when it sets none.
+	DefaultMaxConnections = 4096
 )
 
 // DefaultLimits are the limits of a config that sets none.
@@ -77,6 +94,10 @@ var DefaultLimits = Limits{
 	MaxHeaderBytes:    64 << 10,
 	ReadHeaderTimeout: 10 * time.Second,
 	IdleTimeout:       60 * time.Second,
+	BodyTimeout:       60 * time.Second,
+	SendTimeout:       60 * time.Second,
+	BodyMemory:        64 << 20,
+	MaxSpool:          1 << 30,
 }
 
 // ParseSize parses a byte count: an integer, optionally followed by B, KB,
@@ -117,6 +138,10 @@ type Listener struct {
 	// the file is 0.0.0.0/0 and ::/0 (and, on a unix listener, where it is
 	// the only value accepted, every peer).
 	ForwardedAllow []netip.Prefix
+	// MaxConnections bounds the connections open at once; past it the
+	// listener stops accepting until one closes (they wait in the kernel's
+	// backlog). Default DefaultMaxConnections.
+	MaxConnections int
 	// Mode is the permission of a unix socket file: DefaultSocketMode
 	// unless set; 0 for tcp and abstract unix sockets.
 	Mode os.FileMode
@@ -166,9 +191,15 @@ type App struct {
 	// Reload replaces the app's workers (gracefully) when a .py file under
 	// Dir changes; for development.
 	Reload bool
-	// Timeout bounds one request: past it the client gets 504 and the
-	// worker is killed and replaced. Default 30s.
+	// Timeout times the app: how long it may take to start its response,
+	// and then the longest pause between two pieces of it. Time spent
+	// waiting for a slow client never counts. Past it the worker is killed
+	// and replaced (the client gets 504 if nothing was sent). Default 30s.
 	Timeout time.Duration
+	// MaxRequestTime caps a request's whole time on a worker, from its
+	// start until the app has produced all of its response (uWSGI's
+	// harakiri); 0 (the default) means no cap.
+	MaxRequestTime time.Duration
 	// MaxRequests recycles a worker gracefully after this many requests,
 	// plus a random 0..MaxRequestsJitter; 0 means never.
 	MaxRequests, MaxRequestsJitter int

@@ -282,6 +282,7 @@ mounts:
 	sup := defaultApp("hello", 4, 3)
 	sup.Timeout, sup.MaxRequests, sup.MaxRequestsJitter, sup.MaxRSS = 5*time.Second, 1000, 50, 512<<20
 	sup.Queue, sup.QueueTimeout, sup.StartTimeout = 5, 2*time.Second, 90*time.Second
+	sup.MaxRequestTime = 10 * time.Minute
 	tests = append(tests, struct {
 		name string
 		yaml string
@@ -291,7 +292,7 @@ mounts:
 		yaml: `
 listeners: ["127.0.0.1:8000"]
 apps:
-  hello: {module: hello, timeout: 5s, max_requests: 1000, max_requests_jitter: 50, max_rss: 512MiB, queue: 5, queue_timeout: 2s, start_timeout: 1m30s}
+  hello: {module: hello, timeout: 5s, max_requests: 1000, max_requests_jitter: 50, max_rss: 512MiB, queue: 5, queue_timeout: 2s, start_timeout: 1m30s, max_request_time: 10m}
 mounts:
   /: hello
 limits:
@@ -299,13 +300,18 @@ limits:
   max_header_bytes: 8192
   read_header_timeout: 3s
   idle_timeout: 2m
+  body_timeout: 15s
+  send_timeout: 20s
+  body_memory: 8MiB
+  max_spool: 0
 `,
 		want: &Config{
 			Listeners:       []Listener{tcp("127.0.0.1:8000", 2, 13)},
 			Apps:            []*App{sup},
 			Mounts:          []Mount{{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
 			ShutdownTimeout: 30 * time.Second,
-			Limits:          Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute},
+			Limits: Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute,
+				BodyTimeout: 15 * time.Second, SendTimeout: 20 * time.Second, BodyMemory: 8 << 20, MaxSpool: 0},
 		},
 	})
 	certs := filepath.Join(root, "certs")
@@ -342,7 +348,7 @@ listeners:
     mode: "0600"
     forwarded_allow_ips: "*"
   - {addr: "unix:a.sock", mode: 0640, h2c: false, tls: ~}
-  - {addr: "unix:b.sock", mode: 755, forwarded_allow_ips: []}
+  - {addr: "unix:b.sock", mode: 755, forwarded_allow_ips: [], max_connections: 100}
   - {addr: "unix:@abstract", forwarded_allow_ips: ~}
   - {addr: ":1", forwarded_allow_ips: "127.0.0.1, 10.0.0.0/8 ,*"}
 apps:
@@ -361,7 +367,7 @@ mounts:
 				{Addr: "unix:/run/gowsgi.sock", Network: "unix", Address: "/run/gowsgi.sock", Pos: pos(8, 11), Mode: 0o600,
 					ForwardedAllow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}},
 				{Addr: "unix:a.sock", Network: "unix", Address: filepath.Join(root, "a.sock"), Pos: pos(11, 12), Mode: 0o640},
-				{Addr: "unix:b.sock", Network: "unix", Address: filepath.Join(root, "b.sock"), Pos: pos(12, 12), Mode: 0o755},
+				{Addr: "unix:b.sock", Network: "unix", Address: filepath.Join(root, "b.sock"), Pos: pos(12, 12), Mode: 0o755, MaxConnections: 100},
 				{Addr: "unix:@abstract", Network: "unix", Address: "@abstract", Pos: pos(13, 12)},
 				{Addr: ":1", Network: "tcp", Address: ":1", Pos: pos(14, 12),
 					ForwardedAllow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}},
@@ -398,7 +404,13 @@ func withDefaults(c *Config) {
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
 	}
+	if c.Admin != nil && c.Admin.MaxConnections == 0 {
+		c.Admin.MaxConnections = DefaultMaxConnections
+	}
 	for i, l := range c.Listeners {
+		if l.MaxConnections == 0 {
+			c.Listeners[i].MaxConnections = DefaultMaxConnections
+		}
 		if l.Network == "unix" && !strings.HasPrefix(l.Address, "@") && l.Mode == 0 {
 			c.Listeners[i].Mode = DefaultSocketMode
 		}

@@ -38,13 +38,14 @@ const (
 
 // Keys accepted at each level of the file.
 var (
-	topKeys      = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits", "log", "admin"}
-	logKeys      = []string{"level", "format", "access"}
-	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
-	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
+	topKeys   = []string{"listeners", "apps", "mounts", "shutdown_timeout", "limits", "log", "admin"}
+	logKeys   = []string{"level", "format", "access"}
+	limitKeys = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout",
+		"body_timeout", "send_timeout", "body_memory", "max_spool"}
+	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode", "max_connections"}
 	tlsKeys      = []string{"cert", "key"}
 	appKeys      = []string{"module", "static", "dir", "python", "workers", "threads", "env", "reload",
-		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
+		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout", "max_request_time"}
 )
 
 var appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -499,7 +500,7 @@ func (l *loader) listeners(seq *yaml.Node) []Listener {
 				switch e.name {
 				case "addr":
 					addr = e.val
-				case "tls", "h2c", "forwarded_allow_ips", "mode":
+				case "tls", "h2c", "forwarded_allow_ips", "mode", "max_connections":
 					opts = append(opts, e)
 				default:
 					l.unknownKey(where, e.key, e.name, listenerKeys)
@@ -572,6 +573,8 @@ func (l *loader) listenerOptions(where string, ln *Listener, opts []entry) {
 	for _, e := range opts {
 		w := join(where, e.name)
 		switch e.name {
+		case "max_connections":
+			ln.MaxConnections = l.intRange(w, e.val, ln.MaxConnections, 1, 1<<24)
 		case "tls":
 			if !isNull(e.val) {
 				tlsKey = e.key
@@ -800,7 +803,7 @@ func (l *loader) socketMode(where string, n *yaml.Node) (os.FileMode, bool) {
 // paths against base. It returns the listener, a key identifying the
 // address for duplicate detection, and a problem ("" when valid).
 func parseListenAddr(addr, base string) (Listener, string, string) {
-	ln := Listener{Addr: addr}
+	ln := Listener{Addr: addr, MaxConnections: DefaultMaxConnections}
 	if rest, ok := strings.CutPrefix(addr, "unix:"); ok {
 		switch {
 		case rest == "":
@@ -979,6 +982,8 @@ func (l *loader) app(where string, e entry) *App {
 			a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
 		case "max_rss":
 			a.MaxRSS = l.size(w, f.val, 0, true)
+		case "max_request_time":
+			a.MaxRequestTime = l.duration(w, f.val, 0)
 		default:
 			l.unknownKey(where, f.key, f.name, appKeys)
 		}
@@ -1016,6 +1021,14 @@ func (l *loader) limits(n *yaml.Node, lim *Limits) {
 			lim.ReadHeaderTimeout = l.duration(w, f.val, lim.ReadHeaderTimeout)
 		case "idle_timeout":
 			lim.IdleTimeout = l.duration(w, f.val, lim.IdleTimeout)
+		case "body_timeout":
+			lim.BodyTimeout = l.duration(w, f.val, lim.BodyTimeout)
+		case "send_timeout":
+			lim.SendTimeout = l.duration(w, f.val, lim.SendTimeout)
+		case "body_memory":
+			lim.BodyMemory = l.size(w, f.val, lim.BodyMemory, false)
+		case "max_spool":
+			lim.MaxSpool = l.size(w, f.val, lim.MaxSpool, true)
 		default:
 			l.unknownKey("limits", f.key, f.name, limitKeys)
 		}

@@ -1,14 +1,10 @@
 package host
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,10 +105,6 @@ func (h *Host) serve(w *accessWriter, r *http.Request, rs *reqState, id string) 
 	h.serveApp(w, r, app, tgt.query, scriptName, pathInfo, lim, id)
 }
 
-// spoolThreshold is the request body size past which the host keeps the
-// body in a temporary file instead of memory.
-const spoolThreshold = 1 << 20
-
 func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query, scriptName, pathInfo string, lim config.Limits, id string) {
 	if r.ContentLength > lim.MaxBody {
 		h.log.Debug().Str("app", app.name).Int64("content_length", r.ContentLength).Msg("request body too large")
@@ -120,30 +112,19 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := readBody(w.ResponseWriter, r, lim.MaxBody, app.pool.spec.Bodies)
+	body, err := h.readBody(w.ResponseWriter, r, lim, app.pool.spec.Bodies)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.log.Debug().Str("app", app.name).Msg("request body too large")
-			http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		h.log.Debug().Err(err).Str("app", app.name).Msg("reading request body")
-		if r.ProtoMajor == 1 {
-			// On HTTP/2 this would shut down the whole connection.
-			w.Header().Set("Connection", "close")
-		}
-		http.Error(w, "400 Bad Request: could not read the body", http.StatusBadRequest)
+		h.badBody(w, r, app, err)
 		return
 	}
 	defer body.Close()
 	env := envPool.Get().(*worker.Environ)
 	defer envPool.Put(env)
 	env.Reset()
-	w.remote = buildEnviron(env, r, query, scriptName, pathInfo, body.n, id)
-	envBytes := env.Bytes()
-
-	start := time.Now()
+	w.remote = buildEnviron(env, r, query, scriptName, pathInfo, body.Len, id)
+	req := worker.Request{Env: env.Bytes(), Body: body.Body, Method: r.Method, Path: r.URL.Path, MaxSpool: lim.MaxSpool}
+	send := deadline{rc: http.NewResponseController(w), d: lim.SendTimeout}
+	began := time.Now()
 	for attempt := 0; ; attempt++ {
 		if attempt == 10 || r.Context().Err() != nil {
 			h.unavailable(w, r, app, errNoWorker)
@@ -154,7 +135,8 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 			h.unavailable(w, r, app, err)
 			return
 		}
-		call, err := pr.p.Send(envBytes, body.mem, body.slot, body.file, body.n, func() { app.pool.release(pr) })
+		req.OnDone = func() { app.pool.release(pr) }
+		call, err := pr.p.Send(req)
 		if err != nil {
 			app.pool.release(pr)
 			if errors.Is(err, worker.ErrNotStarted) {
@@ -165,11 +147,34 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 			return
 		}
 		w.pid = pr.p.Pid
-		retry := h.relay(w, r, app, call, pr, start)
+		rl := relay{h: h, w: w, r: r, app: app, call: call, pr: pr, send: send, began: began}
+		retry := rl.run()
 		call.Abandon()
 		if !retry {
 			return
 		}
+	}
+}
+
+// badBody answers a request whose body could not be read.
+func (h *Host) badBody(w http.ResponseWriter, r *http.Request, app *appRuntime, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		h.log.Debug().Str("app", app.name).Msg("request body too large")
+		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+	case errors.Is(err, errBodyTimeout):
+		h.sampled(&h.clientWarnings, h.log.Info()).Str("app", app.name).Str("request", r.Method+" "+r.URL.Path).
+			Msg("request body timed out (limits.body_timeout)")
+		w.Header().Set("Connection", "close")
+		http.Error(w, "408 Request Timeout: the body did not arrive in time", http.StatusRequestTimeout)
+	default:
+		h.log.Debug().Err(err).Str("app", app.name).Msg("reading request body")
+		if r.ProtoMajor == 1 {
+			// On HTTP/2 this would shut down the whole connection.
+			w.Header().Set("Connection", "close")
+		}
+		http.Error(w, "400 Bad Request: could not read the body", http.StatusBadRequest)
 	}
 }
 
@@ -178,310 +183,10 @@ func (h *Host) unavailable(w http.ResponseWriter, r *http.Request, app *appRunti
 	if r.Context().Err() != nil {
 		return // the client went away
 	}
-	h.log.Warn().Err(err).Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Msg("no worker for the request")
+	h.sampled(&h.refusals, h.log.Warn()).Err(err).Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).
+		Msg("no worker for the request")
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
-}
-
-// requestBody is a request body read in full: in a slot of the app's
-// shared body area, in memory, or spooled to an unlinked temporary file.
-type requestBody struct {
-	slot   *worker.BodySlot
-	mem    []byte
-	pooled bool // mem came from worker.GetBuffer
-	file   *os.File
-	n      int64
-}
-
-func (b *requestBody) Close() {
-	if b.file != nil {
-		b.file.Close()
-	}
-	if b.pooled {
-		worker.PutBuffer(b.mem)
-	}
-	b.slot.Release()
-}
-
-// readBody reads the whole body, at most max bytes: straight into a slot
-// of bodies (the app's shared body area) if its length is known and one is
-// free, else into memory, spooling it to a temp file past spoolThreshold
-// so that a large upload does not sit in memory.
-func readBody(w http.ResponseWriter, r *http.Request, max int64, bodies *worker.BodyArena) (*requestBody, error) {
-	rd := http.MaxBytesReader(w, r.Body, max)
-	if r.ContentLength == 0 {
-		return &requestBody{}, nil
-	}
-	if r.ContentLength >= worker.MinSharedBody && r.ContentLength <= worker.BodySlotSize {
-		if slot := bodies.Reserve(int(r.ContentLength)); slot != nil {
-			if _, err := io.ReadFull(rd, slot.Bytes()); err != nil {
-				slot.Release()
-				return nil, err
-			}
-			return &requestBody{slot: slot, n: r.ContentLength}, nil
-		}
-	}
-	if r.ContentLength > 0 && r.ContentLength <= spoolThreshold {
-		// The usual case: a known length, read into a pooled buffer.
-		b := worker.GetBuffer(int(r.ContentLength))
-		if _, err := io.ReadFull(rd, b); err != nil {
-			worker.PutBuffer(b)
-			return nil, err
-		}
-		return &requestBody{mem: b, pooled: true, n: r.ContentLength}, nil
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, spoolThreshold)) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(rd, spoolThreshold+1)); err != nil {
-		return nil, err
-	}
-	if buf.Len() <= spoolThreshold {
-		return &requestBody{mem: buf.Bytes(), n: int64(buf.Len())}, nil
-	}
-	f, err := os.CreateTemp("", "gowsgi-body-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool request body: %w", err)
-	}
-	os.Remove(f.Name()) // gone from the folder at once; freed when closed
-	n, err := io.Copy(f, io.MultiReader(&buf, rd))
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &requestBody{file: f, n: n}, nil
-}
-
-// relay copies the worker's response frames to the client. It reports
-// whether the request never started and should be sent to another worker.
-func (h *Host) relay(w http.ResponseWriter, r *http.Request, app *appRuntime, call *worker.Call, pr *proc, start time.Time) (retry bool) {
-	p := pr.p
-	started := false
-	head := r.Method == http.MethodHead
-	flusher, _ := w.(http.Flusher)
-	streamed := false // no Content-Length: chunked on HTTP/1.1, from the first chunk
-	timeout := app.def.Timeout
-	timer := getTimer(timeout)
-	defer putTimer(timer)
-	for {
-		f, err := call.Next(r.Context().Done(), timer.C)
-		if errors.Is(err, worker.ErrWaitTimedOut) && !expired(call, timer, timeout) {
-			continue
-		}
-		if err != nil {
-			switch {
-			case errors.Is(err, worker.ErrNotStarted):
-				return true
-			case errors.Is(err, worker.ErrCanceled):
-				// The client went away. The worker is told to stop; should
-				// the app not stop, the timeout still applies.
-				call.Abandon()
-				go h.watchdog(app, call, pr, r.Method, r.URL.Path)
-				return false
-			case errors.Is(err, worker.ErrWaitTimedOut):
-				h.log.Error().Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).Int("pid", p.Pid).
-					Dur("duration", time.Since(call.StartedAt())).Dur("timeout", timeout).
-					Msg("request timed out; killing the worker")
-				pr.timedOut.Store(true)
-				p.Kill()
-				if !started {
-					http.Error(w, "504 Gateway Timeout: the app did not answer in time", http.StatusGatewayTimeout)
-					return false
-				}
-				panic(http.ErrAbortHandler)
-			}
-			h.log.Error().Str("app", app.name).Int("pid", p.Pid).Str("request", r.Method+" "+r.RequestURI).
-				Msg("worker died while serving the request")
-			if !started {
-				http.Error(w, "502 Bad Gateway: the worker died", http.StatusBadGateway)
-				return false
-			}
-			panic(http.ErrAbortHandler)
-		}
-		switch f.Type {
-		case worker.FrameStart:
-			code, err := writeHeader(w, f.Payload)
-			if err != nil {
-				h.log.Error().Err(err).Str("app", app.name).Msg("bad response header from worker")
-				http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
-				return false
-			}
-			w.WriteHeader(code)
-			started = true
-			streamed = w.Header().Get("Content-Length") == ""
-		case worker.FrameBody:
-			if head {
-				continue
-			}
-			_, err := w.Write(f.Payload)
-			worker.PutBuffer(f.Payload)
-			if err != nil {
-				if errors.Is(err, http.ErrContentLength) {
-					h.log.Warn().Str("app", app.name).Str("request", r.Method+" "+r.RequestURI).
-						Msg("app sent more body than its Content-Length; cut to it")
-					continue
-				}
-				return false
-			}
-			if flusher != nil && (streamed || !call.Pending()) {
-				flusher.Flush()
-				streamed = false
-			}
-		case worker.FrameFile:
-			if !head {
-				if err := sendFile(w, f); err != nil {
-					f.File.Close()
-					h.log.Debug().Err(err).Str("app", app.name).Msg("sending a file response")
-					call.Abandon()
-					panic(http.ErrAbortHandler) // never a silently short body
-				} else {
-					h.log.Debug().Str("app", app.name).Msg("response body sent from the file")
-				}
-			}
-			f.File.Close()
-		case worker.FrameEnd:
-			h.log.Debug().Str("app", app.name).Int("pid", p.Pid).Dur("took", time.Since(start)).Msg("request done")
-			return false
-		case worker.FrameAbort:
-			h.log.Error().Str("app", app.name).Int("pid", p.Pid).Str("request", r.Method+" "+r.RequestURI).
-				Str("traceback", string(f.Payload)).Msg("app raised an exception")
-			if !started {
-				http.Error(w, "500 Internal Server Error: the app raised an exception; see the server log", http.StatusInternalServerError)
-				return false
-			}
-			panic(http.ErrAbortHandler)
-		}
-	}
-}
-
-// timers holds stopped timers for reuse: one per request otherwise costs
-// allocations on the hot path.
-var timers sync.Pool
-
-// getTimer returns a timer that fires after d.
-func getTimer(d time.Duration) *time.Timer {
-	if t, ok := timers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
-}
-
-// putTimer stops t and keeps it for reuse. (Since Go 1.23 a stopped
-// timer's channel holds no stale value, so a reused timer fires only for
-// its new time.)
-func putTimer(t *time.Timer) {
-	t.Stop()
-	timers.Put(t)
-}
-
-// expired reports whether a request has run for timeout since the worker
-// could start it (not since it was queued behind others on the worker);
-// if not, it re-arms timer for the rest.
-func expired(call *worker.Call, timer *time.Timer, timeout time.Duration) bool {
-	at := call.StartedAt()
-	if !at.IsZero() && time.Since(at) >= timeout {
-		return true
-	}
-	if at.IsZero() {
-		at = time.Now()
-	}
-	timer.Reset(timeout - time.Since(at))
-	return false
-}
-
-// watchdog enforces the timeout of a request whose client went away: it
-// waits for the worker to finish it and kills the worker if it overruns.
-func (h *Host) watchdog(app *appRuntime, call *worker.Call, pr *proc, method, path string) {
-	timeout := app.def.Timeout
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		_, err := call.Next(nil, timer.C)
-		switch {
-		case err == nil:
-			continue
-		case errors.Is(err, worker.ErrWaitTimedOut):
-			if !expired(call, timer, timeout) {
-				continue
-			}
-			h.log.Error().Str("app", app.name).Str("method", method).Str("path", path).Int("pid", pr.p.Pid).
-				Dur("timeout", timeout).Msg("request of a client that left timed out; killing the worker")
-			pr.timedOut.Store(true)
-			pr.p.Kill()
-		}
-		return
-	}
-}
-
-// sendFile copies a FrameFile's range to the client; over plain HTTP/1.1
-// net/http hands it to the kernel's sendfile. A declared Content-Length
-// bounds it.
-func sendFile(w http.ResponseWriter, f worker.Frame) error {
-	off, n := f.FileRange()
-	if cl, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil && cl < n {
-		n = cl
-	}
-	if _, err := f.File.Seek(off, io.SeekStart); err != nil {
-		return err
-	}
-	_, err := io.Copy(w, io.LimitReader(f.File, n))
-	return err
-}
-
-// hopByHop lists response headers that belong to the connection, not the
-// app; the host sets them itself.
-var hopByHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Te": true, "Trailers": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// writeHeader sets the status and headers from a FrameStart payload:
-// "200 OK\r\nName: value\r\n...".
-func writeHeader(w http.ResponseWriter, p []byte) (int, error) {
-	// One string for the whole head, and one array for the values of all
-	// its headers: names and values are slices of the one, each header's
-	// []string a one-element slice of the other.
-	head := string(p)
-	line, rest, _ := strings.Cut(head, "\r\n")
-	if len(line) < 3 {
-		return 0, fmt.Errorf("malformed status %q", line)
-	}
-	code, err := strconv.Atoi(line[:3])
-	if err != nil || code < 100 || code > 999 {
-		return 0, fmt.Errorf("malformed status %q", line)
-	}
-	hdr := w.Header()
-	values := make([]string, 0, strings.Count(rest, "\r\n")+1)
-	for len(rest) > 0 {
-		var kv string
-		kv, rest, _ = strings.Cut(rest, "\r\n")
-		if len(kv) == 0 {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, ": ")
-		if !ok {
-			return 0, fmt.Errorf("malformed header %q", kv)
-		}
-		name := http.CanonicalHeaderKey(k)
-		if name == requestIDHeader {
-			continue // the host's, set before
-		}
-		if hopByHop[name] {
-			if name == "Connection" && strings.EqualFold(strings.TrimSpace(v), "close") {
-				hdr.Set("Connection", "close")
-			}
-			continue
-		}
-		if old := hdr[name]; old != nil {
-			hdr[name] = append(old, v)
-			continue
-		}
-		values = append(values, v)
-		hdr[name] = values[len(values)-1 : len(values) : len(values)]
-	}
-	return code, nil
 }
 
 // target is a parsed request target.

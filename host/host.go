@@ -48,6 +48,11 @@ type Host struct {
 
 	statusMu   sync.Mutex
 	lastReload reloadStatus
+
+	bodyMem bodyBudget // memory held by request bodies (limits.body_memory)
+	// Repeated warnings, sampled: requests refused for want of a worker,
+	// misbehaving clients, apps breaking their framing.
+	refusals, clientWarnings, appWarnings sampler
 }
 
 // reloadStatus is the outcome of the last config applied or refused.

@@ -38,6 +38,8 @@ type listener struct {
 	cert  atomic.Pointer[tls.Certificate] // what TLS handshakes present
 	trust atomic.Pointer[forwardTrust]    // nil: forwarded headers are never believed
 
+	limit connLimit // listeners[].max_connections
+
 	mu       sync.Mutex
 	cur      *serverLn
 	settings serverSettings // what cur was built with
@@ -101,6 +103,7 @@ func openListener(key string, lc config.Listener) (*listener, error) {
 		return nil, err
 	}
 	l := &listener{key: key, addr: lc.Addr, ln: ln}
+	l.limit.init(lc.MaxConnections)
 	if lc.Network == "unix" && !strings.HasPrefix(lc.Address, "@") {
 		l.path, l.mode = lc.Address, mode
 	}
@@ -120,6 +123,9 @@ func (l *listener) update(lc config.Listener, log zerolog.Logger) (changed []str
 		l.cert.Store(lc.TLS.Certificate)
 		l.certSum = lc.TLS.Fingerprint
 		logCertificate(log, l.addr, lc.TLS)
+	}
+	if l.limit.setMax(lc.MaxConnections) {
+		changed = append(changed, fmt.Sprintf("max_connections %d", lc.MaxConnections))
 	}
 	next := newForwardTrust(lc)
 	if prev := l.trust.Load(); !prev.equal(next) {
@@ -229,8 +235,12 @@ func (l *listener) server() *serverLn {
 func (l *listener) acceptLoop(log zerolog.Logger) {
 	var delay time.Duration
 	for {
+		if !l.limit.acquire() {
+			return // the listener is closing
+		}
 		c, err := l.ln.Accept()
 		if err != nil {
+			l.limit.release()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -241,7 +251,7 @@ func (l *listener) acceptLoop(log zerolog.Logger) {
 			continue
 		}
 		delay = 0
-		l.dispatch(c)
+		l.dispatch(&limitedConn{Conn: c, limit: &l.limit})
 	}
 }
 
@@ -265,6 +275,7 @@ func (l *listener) dispatch(c net.Conn) {
 // close stops accepting on the socket, then lets the server finish its
 // connections for up to timeout.
 func (l *listener) close(timeout time.Duration) {
+	l.limit.close()
 	l.ln.Close()
 	shutdownServer(l.server(), timeout)
 }

@@ -169,7 +169,7 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 // first crash, then backing off while the app keeps crashing.
 func (pl *pool) supervise(pr *proc) {
 	started := time.Now()
-	<-pr.p.Exited()
+	pl.watch(pr)
 	pl.mu.Lock()
 	s := pr.slot
 	if s.cur == pr {
@@ -179,7 +179,9 @@ func (pl *pool) supervise(pr *proc) {
 	if pr.retiring && !pr.replaced {
 		pr.orphaned = true // recycle restarts the slot if its start fails
 	}
-	if time.Since(started) > 30*time.Second {
+	if pr.served > 0 || time.Since(started) >= healthyLife {
+		// It worked, and was killed or crashed later: replace it at once.
+		// Back-off is for apps that cannot start or die as they do.
 		s.backoff = 0
 	}
 	pl.mu.Unlock()
@@ -220,6 +222,53 @@ func (pl *pool) supervise(pr *proc) {
 		}
 		pl.mu.Unlock()
 	}
+}
+
+// healthyLife is how long a worker that served nothing must have lived
+// for its death not to count as a failure to start.
+const healthyLife = time.Second
+
+// watch enforces the app's time limits on the requests of a process
+// until it exits: timeout (the app's time to start a response, then
+// between two pieces of it, not counting time spent waiting for the
+// client) and max_request_time. A process past them is killed, and every
+// request it was running is logged with what it had got.
+func (pl *pool) watch(pr *proc) {
+	_, _, next := pr.p.Stalled(time.Now(), pl.app.Timeout, pl.app.MaxRequestTime)
+	t := time.NewTimer(next)
+	defer t.Stop()
+	for {
+		select {
+		case <-pr.p.Exited():
+			return
+		case <-t.C:
+		}
+		running, late, next := pr.p.Stalled(time.Now(), pl.app.Timeout, pl.app.MaxRequestTime)
+		if late {
+			pl.killLate(pr, running)
+			<-pr.p.Exited()
+			return
+		}
+		t.Reset(next)
+	}
+}
+
+// killLate kills a process that broke the app's time limits, logging each
+// request it was running.
+func (pl *pool) killLate(pr *proc, running []worker.CallState) {
+	for _, st := range running {
+		msg := "request cut: its worker is killed for another request's timeout"
+		if st.Late(pl.app.Timeout, pl.app.MaxRequestTime) {
+			msg = "request timed out; killing its worker"
+		}
+		pl.log.Error().Int("pid", pr.p.Pid).Str("method", st.Method).Str("path", st.Path).
+			Bool("response_started", st.Started).Int64("body_bytes", st.Bytes).
+			Dur("running", st.Running).Dur("app_silent_for", st.Stalled).
+			Dur("timeout", pl.app.Timeout).Dur("max_request_time", pl.app.MaxRequestTime).
+			Msg(msg)
+	}
+	pr.timedOut.Store(true)
+	pr.p.Kill()
 }
 
 // turnAwayLocked fails every queued request with err.
@@ -346,7 +395,7 @@ func (pl *pool) pickLocked() *proc {
 	var fresh *proc
 	for _, s := range pl.slots {
 		pr := s.cur
-		if pr == nil || pr.retiring || pr.inflight >= pl.perWorker+pipelineDepth || (fresh != nil && pr.inflight >= fresh.inflight) {
+		if pr == nil || pr.retiring || pr.inflight >= pl.perWorker+pipelineDepth || (fresh != nil && pr.inflight >= fresh.inflight) || pr.p.Dead() {
 			continue
 		}
 		if at := pr.p.OldestStart(); !at.IsZero() && time.Since(at) < pipelineWindow {
@@ -388,7 +437,9 @@ func (pl *pool) release(pr *proc) {
 	}
 	if reason != "" {
 		pr.retiring = true
-	} else if pr.slot.cur == pr && !pr.retiring {
+	} else if pr.slot.cur == pr && !pr.retiring && !pr.p.Dead() {
+		// A dead process is never handed out: queued requests wait for
+		// its replacement, which install hands them.
 		pl.dispatchLocked(pr)
 	}
 	pl.mu.Unlock()
@@ -448,6 +499,22 @@ func (pl *pool) dispatchLocked(pr *proc) {
 		pl.waiters = pl.waiters[1:]
 		pr.inflight++
 		w.ch <- pr
+	}
+	if len(pl.waiters) == 0 && pr.inflight < pl.perWorker {
+		pl.stealLocked(pl.perWorker - pr.inflight)
+	}
+}
+
+// stealLocked asks workers for up to n of their pipelined requests back
+// (those waiting behind a running one), so that a worker with n idle
+// threads runs them: a request never waits behind another while a worker
+// of its app is idle. Each one the worker gives back is sent again by its
+// handler, and acquire gives it the idle thread.
+func (pl *pool) stealLocked(n int) {
+	for _, s := range pl.slots {
+		if o := s.cur; o != nil && o.inflight > pl.perWorker && n > 0 {
+			n -= o.p.Withdraw(min(n, o.inflight-pl.perWorker))
+		}
 	}
 }
 

@@ -149,7 +149,7 @@ func TestTimeout504(t *testing.T) {
 			line = l
 		}
 	}
-	for _, want := range []string{`"app":"victim"`, `"method":"GET"`, `"path":"/hang"`, fmt.Sprintf(`"pid":%d`, before[0]), `"duration":`} {
+	for _, want := range []string{`"app":"victim"`, `"method":"GET"`, `"path":"/hang"`, fmt.Sprintf(`"pid":%d`, before[0]), `"running":`, `"response_started":false`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("timeout log line lacks %s: %s", want, line)
 		}

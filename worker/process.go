@@ -97,7 +97,8 @@ type Process struct {
 	werr     error
 
 	fds    *fdReader
-	bodies *BodyArena // nil: bodies go through the socket
+	bodies *BodyArena    // nil: bodies go through the socket
+	ctl    *net.UnixConn // the worker's control socket (FrameWithdraw); nil when attached
 
 	mu     sync.Mutex
 	calls  map[uint32]*Call
@@ -106,33 +107,83 @@ type Process struct {
 	dead   bool
 	closed bool // Close was called: no new requests
 
+	kick     chan struct{} // asks flushLoop to write (buffered 1)
+	readDone chan struct{} // closed when the read loop has ended
+
 	exited  chan struct{} // closed once the process has been waited for
 	waitErr error
+}
+
+// newProcess returns a Process speaking over conn; run starts its loops.
+func newProcess(spec *Spec, conn *net.UnixConn) *Process {
+	p := &Process{spec: spec, conn: conn, calls: map[uint32]*Call{}, exited: make(chan struct{}),
+		kick: make(chan struct{}, 1), readDone: make(chan struct{})}
+	p.wcond = sync.NewCond(&p.wmu)
+	p.fds = &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
+	return p
+}
+
+// run starts the read loop over br and the credit flusher; both end when
+// the connection does.
+func (p *Process) run(br *bufio.Reader) {
+	go p.readLoop(br)
+	go p.flushLoop()
 }
 
 // Start starts a worker process and waits until its app is loaded. A
 // failure to import the app is a *LoadError carrying the traceback.
 func Start(spec *Spec) (*Process, error) {
+	conn, child, err := socketPair(spec.App, "worker")
+	if err != nil {
+		return nil, err
+	}
+	ctl, childCtl, err := socketPair(spec.App, "control")
+	if err != nil {
+		conn.Close()
+		child.Close()
+		return nil, err
+	}
+	files := []*os.File{child, childCtl} // fds 3 and 4 in the worker
+	cmd := command(spec)
+	bodies, bodiesFile := shareBodies(spec, cmd, &files)
+	cmd.ExtraFiles = files
+	p := newProcess(spec, conn)
+	p.cmd, p.bodies, p.ctl = cmd, bodies, ctl
+	err = p.start(files)
+	if bodiesFile != nil {
+		bodiesFile.Close()
+	}
+	if err != nil {
+		conn.Close()
+		ctl.Close()
+		return nil, err
+	}
+	if err := p.awaitReady(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// socketPair returns the host's end of a new socket pair and the file of
+// the other end, for a worker to inherit.
+func socketPair(app, what string) (*net.UnixConn, *os.File, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("app %q: socketpair: %w", spec.App, err)
+		return nil, nil, fmt.Errorf("app %q: %s socketpair: %w", app, what, err)
 	}
 	hostFile := os.NewFile(uintptr(fds[0]), "gowsgi-host")
-	childFile := os.NewFile(uintptr(fds[1]), "gowsgi-worker")
+	childFile := os.NewFile(uintptr(fds[1]), "gowsgi-"+what)
 	fc, err := net.FileConn(hostFile)
 	hostFile.Close()
 	if err != nil {
 		childFile.Close()
-		return nil, fmt.Errorf("app %q: worker socket: %w", spec.App, err)
+		return nil, nil, fmt.Errorf("app %q: %s socket: %w", app, what, err)
 	}
-	conn := fc.(*net.UnixConn)
+	return fc.(*net.UnixConn), childFile, nil
+}
 
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		conn.Close()
-		childFile.Close()
-		return nil, fmt.Errorf("app %q: pipe: %w", spec.App, err)
-	}
+// command returns the worker's command for spec, without its files.
+func command(spec *Spec) *exec.Cmd {
 	python := spec.Python
 	if python == "" {
 		python = "python3"
@@ -145,6 +196,7 @@ func Start(spec *Spec) (*Process, error) {
 	cmd.Dir = spec.Dir
 	cmd.Env = append(os.Environ(),
 		"GOWSGI_FD=3",
+		"GOWSGI_CTL_FD=4",
 		"GOWSGI_MODULE="+spec.Module,
 		"GOWSGI_CALLABLE="+callable,
 		"GOWSGI_THREADS="+strconv.Itoa(max(spec.Threads, 1)),
@@ -154,39 +206,49 @@ func Start(spec *Spec) (*Process, error) {
 	for k, v := range spec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.ExtraFiles = []*os.File{childFile}
-	var bodies *BodyArena
-	var bodiesFile *os.File
-	if spec.Bodies != nil {
-		// Without it (the app is being stopped) bodies go through the socket.
-		f, err := spec.Bodies.dupFile()
-		switch {
-		case err == nil:
-			bodies, bodiesFile = spec.Bodies, f
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
-			cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD=4", "GOWSGI_BODY_SIZE="+strconv.FormatInt(bodies.size(), 10))
-		case !errors.Is(err, errBodiesClosed):
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// shareBodies adds the app's shared body area to the worker's files, if
+// the app has one that is not closed; it returns the area and the file to
+// close once the worker has started. Without it, bodies go through the
+// socket.
+func shareBodies(spec *Spec, cmd *exec.Cmd, files *[]*os.File) (*BodyArena, *os.File) {
+	if spec.Bodies == nil {
+		return nil, nil
+	}
+	f, err := spec.Bodies.dupFile()
+	if err != nil {
+		if !errors.Is(err, errBodiesClosed) {
 			spec.Log.Warn().Err(err).Str("app", spec.App).Msg("worker gets no shared body area; its request bodies go through the socket")
 		}
+		return nil, nil
 	}
-	cmd.Stdout = outW
-	cmd.Stderr = outW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD="+strconv.Itoa(3+len(*files)), "GOWSGI_BODY_SIZE="+strconv.FormatInt(spec.Bodies.size(), 10))
+	*files = append(*files, f)
+	return spec.Bodies, f
+}
+
+// start starts the process, closing the host's copies of the files it
+// inherits, and the goroutines that log its output and wait for it.
+func (p *Process) start(files []*os.File) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll(files)
+		return fmt.Errorf("app %q: pipe: %w", p.spec.App, err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = outW, outW
+	err = p.cmd.Start()
 	// Only the child keeps these ends, so that its exit is EOF here.
 	outW.Close()
-	childFile.Close()
-	if bodiesFile != nil {
-		bodiesFile.Close()
-	}
+	closeAll(files)
 	if err != nil {
-		conn.Close()
 		outR.Close()
-		return nil, fmt.Errorf("app %q: start %s: %w", spec.App, python, err)
+		return fmt.Errorf("app %q: start %s: %w", p.spec.App, p.cmd.Path, err)
 	}
-	p := &Process{spec: spec, cmd: cmd, conn: conn, bodies: bodies, Pid: cmd.Process.Pid, calls: map[uint32]*Call{}, exited: make(chan struct{})}
-	p.wcond = sync.NewCond(&p.wmu)
-	log := spec.Log.With().Str("app", spec.App).Int("pid", p.Pid).Logger()
+	p.Pid = p.cmd.Process.Pid
+	log := p.spec.Log.With().Str("app", p.spec.App).Int("pid", p.Pid).Logger()
 	go func() {
 		sc := bufio.NewScanner(outR)
 		sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -196,56 +258,65 @@ func Start(spec *Spec) (*Process, error) {
 		outR.Close()
 	}()
 	go func() {
-		p.waitErr = cmd.Wait()
+		p.waitErr = p.cmd.Wait()
 		close(p.exited)
 	}()
+	return nil
+}
 
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// awaitReady waits for the worker's first frame: ready, or the traceback
+// of the app's failed import. On failure the process is stopped.
+func (p *Process) awaitReady() error {
+	spec := p.spec
 	timeout := spec.StartTimeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	conn.SetReadDeadline(time.Now().Add(timeout))
-	fr := &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
-	p.fds = fr
-	br := bufio.NewReaderSize(fr, 64<<10)
+	p.conn.SetReadDeadline(time.Now().Add(timeout))
+	br := bufio.NewReaderSize(p.fds, 64<<10)
 	f, err := ReadFrame(br)
-	conn.SetReadDeadline(time.Time{})
+	p.conn.SetReadDeadline(time.Time{})
+	exited := false
 	switch {
-	case err != nil:
-		p.kill()
-		<-p.exited
-		conn.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
+	case err == nil && f.Type == FrameReady:
+		if !strings.HasSuffix(string(f.Payload), " bodies") {
+			p.bodies = nil // it could not map the area (it said why on stderr)
 		}
-		return nil, fmt.Errorf("app %q: worker exited while loading the app (%v)", spec.App, p.waitErr)
-	case f.Type == FrameFailed:
-		p.kill()
-		<-p.exited
-		conn.Close()
-		return nil, &LoadError{App: spec.App, Traceback: string(f.Payload)}
-	case f.Type != FrameReady:
-		p.kill()
-		<-p.exited
-		conn.Close()
-		return nil, fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
+		p.run(br)
+		return nil
+	case err == nil && f.Type == FrameFailed:
+		err = &LoadError{App: spec.App, Traceback: string(f.Payload)}
+	case err == nil:
+		err = fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("app %q: worker did not load the app within %s", spec.App, timeout)
+	default:
+		exited = true
 	}
-	if !strings.HasSuffix(string(f.Payload), " bodies") {
-		p.bodies = nil // it could not map the area (it said why on stderr)
+	p.kill()
+	<-p.exited
+	p.conn.Close()
+	p.ctl.Close()
+	if exited {
+		err = fmt.Errorf("app %q: worker exited while loading the app (%v)", spec.App, p.waitErr)
 	}
-	go p.readLoop(br)
-	return p, nil
+	return err
 }
 
 // Attach speaks the protocol over conn to a worker that is already
 // running and ready (no process is started or signalled): benchmarks use it
 // with an in-process fake worker. Exited is closed when conn is done.
 func Attach(spec *Spec, conn *net.UnixConn) *Process {
-	p := &Process{spec: spec, conn: conn, calls: map[uint32]*Call{}, exited: make(chan struct{})}
-	p.wcond = sync.NewCond(&p.wmu)
-	p.fds = &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
+	p := newProcess(spec, conn)
+	p.run(bufio.NewReaderSize(p.fds, 64<<10))
 	go func() {
-		p.readLoop(bufio.NewReaderSize(p.fds, 64<<10))
+		<-p.readDone
 		close(p.exited)
 	}()
 	return p
@@ -261,38 +332,28 @@ func (p *Process) ExitErr() error { return p.waitErr }
 // of being copied into the shared write buffer.
 const largeWrite = 64 << 10
 
-// Send starts a request: env from Environ.Bytes, and the whole body: in
-// slot, a slot of the app's shared body area (Send holds it for the
-// request; the caller still releases its own hold), or in memory (body),
-// or, if bodyFile is not nil, in bodyFile from offset 0 with bodyLen
-// bytes. onDone runs exactly once, from another goroutine, when the worker
-// has finished the request (or died).
-func (p *Process) Send(env, body []byte, slot *BodySlot, bodyFile *os.File, bodyLen int64, onDone func()) (*Call, error) {
-	if slot != nil && slot.a != p.bodies {
-		// This worker has not mapped the area: the body goes through the
-		// socket (the caller's hold keeps the slot's memory meanwhile).
-		body, slot = slot.Bytes(), nil
+// Send starts a request on the worker. If the worker has not mapped the
+// app's shared body area, a body in a slot goes through the socket (the
+// caller's hold keeps the slot's memory meanwhile); a large body in memory
+// goes into a free slot if the worker has the area.
+func (p *Process) Send(req Request) (*Call, error) {
+	body := req.Body
+	if body.Slot != nil && body.Slot.a != p.bodies {
+		body = Body{Mem: body.Slot.Bytes()}
 	}
-	switch {
-	case slot != nil:
-		body, bodyFile, bodyLen = nil, nil, int64(slot.n)
-	case bodyFile == nil:
-		bodyLen = int64(len(body))
-	}
-	if 4+int64(len(env))+bodyLen > MaxPayload {
+	bodyLen := body.size()
+	if 4+int64(len(req.Env))+bodyLen > MaxPayload {
 		return nil, fmt.Errorf("request of %d bytes is too large for a frame", bodyLen)
 	}
-	if slot == nil && bodyFile == nil && len(body) >= MinSharedBody && p.bodies != nil {
-		// A large body goes into shared memory if there is room: copied
-		// before the lock, since its place in the stream does not matter.
-		if slot = p.bodies.Reserve(len(body)); slot != nil {
-			copy(slot.Bytes(), body)
+	if body.Slot == nil && body.File == nil && len(body.Mem) >= MinSharedBody && p.bodies != nil {
+		// Copied before the lock, since its place in the stream does not matter.
+		if slot := p.bodies.Reserve(len(body.Mem)); slot != nil {
+			copy(slot.Bytes(), body.Mem)
 			defer slot.Release()
+			body = Body{Slot: slot}
 		}
 	}
-	var hdr [HeaderSize + 4]byte
-	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(env)))
-	large := slot == nil && (bodyFile != nil || bodyLen > largeWrite)
+	large := body.Slot == nil && (body.File != nil || bodyLen > largeWrite)
 
 	// The id, the place in p.order and the place of the bytes on the
 	// socket are all decided under p.wmu, so the worker sees requests in
@@ -303,25 +364,27 @@ func (p *Process) Send(env, body []byte, slot *BodySlot, bodyFile *os.File, body
 			p.wcond.Wait()
 		}
 	}
-	c, err := p.register(onDone, slot)
+	c, err := p.register(req, body.Slot)
 	if err != nil {
 		p.wmu.Unlock()
 		return nil, err
 	}
-	switch {
-	case slot != nil:
+	var hdr [HeaderSize + 4]byte
+	binary.LittleEndian.PutUint32(hdr[9:], uint32(len(req.Env)))
+	tail := body.Mem
+	if body.Slot != nil {
 		var loc [16]byte
-		binary.LittleEndian.PutUint64(loc[:], uint64(slot.offset()))
-		binary.LittleEndian.PutUint64(loc[8:], uint64(slot.n))
-		PutHeader(hdr[:], FrameRequestMapped, c.ID, 4+len(env)+len(loc))
-		body = loc[:]
-	default:
-		PutHeader(hdr[:], FrameRequest, c.ID, 4+len(env)+int(bodyLen))
+		binary.LittleEndian.PutUint64(loc[:], uint64(body.Slot.offset()))
+		binary.LittleEndian.PutUint64(loc[8:], uint64(body.Slot.n))
+		PutHeader(hdr[:], FrameRequestMapped, c.ID, 4+len(req.Env)+len(loc))
+		tail = loc[:]
+	} else {
+		PutHeader(hdr[:], FrameRequest, c.ID, 4+len(req.Env)+int(bodyLen))
 	}
 	if large {
-		err = p.writeLargeLocked(net.Buffers{hdr[:], env, body}, bodyFile, bodyLen)
+		err = p.writeLargeLocked(net.Buffers{hdr[:], req.Env, tail}, body.File, bodyLen)
 	} else {
-		p.wbuf = append(append(append(p.wbuf, hdr[:]...), env...), body...)
+		p.wbuf = append(append(append(p.wbuf, hdr[:]...), req.Env...), tail...)
 		if p.flushing {
 			p.wmu.Unlock()
 			return c, nil
@@ -339,7 +402,7 @@ func (p *Process) Send(env, body []byte, slot *BodySlot, bodyFile *os.File, body
 
 // register adds a call for a new request whose body is in the shared
 // slot (or nil); the call holds the slot until the request ends.
-func (p *Process) register(onDone func(), slot *BodySlot) (*Call, error) {
+func (p *Process) register(req Request, slot *BodySlot) (*Call, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead || p.closed {
@@ -349,8 +412,9 @@ func (p *Process) register(onDone func(), slot *BodySlot) (*Call, error) {
 	if p.nextID == 0 {
 		p.nextID = 1
 	}
-	c := &Call{ID: p.nextID, p: p, slot: slot, wake: make(chan struct{}, 1), onDone: onDone}
+	c := &Call{ID: p.nextID, p: p, method: req.Method, path: req.Path, slot: slot, wake: make(chan struct{}, 1), onDone: req.OnDone}
 	c.q = c.qbuf[:0]
+	c.spool.max = req.MaxSpool
 	if slot != nil {
 		slot.hold()
 	}
@@ -445,6 +509,45 @@ func (p *Process) credit(id uint32, n int) {
 	p.write(b[:])
 }
 
+// creditLater queues a credit without waiting for the socket: the read
+// loop calls it, and must keep reading, or a worker blocked writing to us
+// would wait on it forever. The write is left to whoever is flushing, or
+// to the process's flusher goroutine.
+func (p *Process) creditLater(id uint32, n int) {
+	var b [HeaderSize + 4]byte
+	PutHeader(b[:], FrameCredit, id, 4)
+	binary.LittleEndian.PutUint32(b[9:], uint32(n))
+	p.wmu.Lock()
+	p.wbuf = append(p.wbuf, b[:]...)
+	if p.flushing {
+		p.wmu.Unlock()
+		return
+	}
+	p.flushing = true
+	p.wmu.Unlock()
+	p.kick <- struct{}{} // buffered 1 and only sent by whoever set flushing: never blocks
+}
+
+// flushLoop writes what creditLater queued. It returns once the read loop
+// has ended and every write it was asked for is done.
+func (p *Process) flushLoop() {
+	for {
+		select {
+		case <-p.kick:
+			p.wmu.Lock()
+			p.flushLocked()
+		case <-p.readDone:
+			select {
+			case <-p.kick: // a last request: its flush fails fast on the closed socket
+				p.wmu.Lock()
+				p.flushLocked()
+			default:
+			}
+			return
+		}
+	}
+}
+
 func (p *Process) cancel(id uint32) {
 	var b [HeaderSize]byte
 	PutHeader(b[:], FrameCancel, id, 0)
@@ -469,21 +572,26 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 		p.mu.Lock()
 		c := p.calls[f.ID]
-		if c != nil && (f.Type == FrameEnd || f.Type == FrameAbort) {
+		last := f.Type == FrameEnd || f.Type == FrameAbort || f.Type == FrameWithdrawn
+		if c != nil && last {
 			delete(p.calls, f.ID)
 			p.finishLocked(c)
 			c.slot.Release() // the worker is done with the body
 		}
 		p.mu.Unlock()
-		if c == nil {
+		switch {
+		case c == nil:
 			if f.File != nil {
 				f.File.Close()
 			}
-			continue
+		case f.Type == FrameWithdrawn:
+			c.fail(ErrNotStarted) // to be sent to another worker
+		default:
+			c.push(f)
 		}
-		c.push(f)
 	}
 	p.fds.closeAll()
+	p.logEnd(err)
 	// Whatever ended the stream (the worker exiting, a protocol error, a
 	// failed write), the process is of no more use: make sure it goes, so
 	// that its slot is restarted. (Close stops it the graceful way.)
@@ -506,6 +614,90 @@ func (p *Process) readLoop(br *bufio.Reader) {
 		}
 	}
 	p.conn.Close()
+	if p.ctl != nil {
+		p.ctl.Close()
+	}
+	close(p.readDone)
+}
+
+// Withdraw takes back up to n requests that wait on the worker behind
+// others (pipelined, not started), oldest first, so that an idle worker
+// can run them: the worker answers each with FrameWithdrawn if it has not
+// started it (its Next then returns ErrNotStarted), or runs it as usual.
+// It returns how many it asked for.
+func (p *Process) Withdraw(n int) int {
+	if p.ctl == nil || n <= 0 {
+		return 0
+	}
+	var frames []byte
+	asked := 0
+	p.mu.Lock()
+	for i := p.threads(); i < len(p.order) && asked < n; i++ {
+		c := p.order[i]
+		if c.withdrawing || !c.startedAt.IsZero() {
+			continue
+		}
+		c.withdrawing = true
+		frames = AppendFrame(frames, FrameWithdraw, c.ID, nil)
+		asked++
+	}
+	dead := p.dead
+	p.mu.Unlock()
+	if asked > 0 && !dead {
+		// The worker's control thread always reads: this never waits long.
+		p.ctl.Write(frames)
+	}
+	return asked
+}
+
+// logEnd says why the connection to the worker ended, unless the worker
+// simply exited or the host closed it.
+func (p *Process) logEnd(err error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	ev := p.spec.Log.Debug()
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		ev = p.spec.Log.Error() // a protocol error: the worker broke the stream
+	}
+	ev.Err(err).Str("app", p.spec.App).Int("pid", p.Pid).Msg("connection to the worker ended")
+}
+
+// Stalled reports on the requests the worker is running, at now: whether
+// one broke the app's time limits, and then the state of each, so that
+// every request is logged with what it got. idle (0: none) is the longest
+// the app may go without sending anything for a request, not counting
+// time it waits for the client to take the response; whole (0: none) is
+// the longest a request may run. next is how long until one could break
+// them.
+func (p *Process) Stalled(now time.Time, idle, whole time.Duration) (running []CallState, late bool, next time.Duration) {
+	next = time.Hour
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.order {
+		if i >= p.threads() || c.startedAt.IsZero() {
+			break
+		}
+		st := c.state(now)
+		running = append(running, st)
+		late = late || st.Late(idle, whole)
+		if whole > 0 {
+			next = min(next, whole-st.Running)
+		}
+		if idle > 0 && !st.WaitingForClient {
+			next = min(next, idle-st.Stalled)
+		}
+	}
+	for _, d := range []time.Duration{idle, whole} {
+		if d > 0 {
+			next = min(next, d) // a request may start right after this
+		}
+	}
+	return running, late, max(next, time.Millisecond)
 }
 
 // OldestStart returns when the oldest request the worker is running
@@ -626,178 +818,3 @@ func (p *Process) kill() {
 
 // Kill ends the process at once (SIGKILL to its process group).
 func (p *Process) Kill() { p.kill() }
-
-// Call is one request in flight on a worker.
-type Call struct {
-	ID uint32
-	p  *Process
-
-	startedAt time.Time // when the worker could start it; guarded by p.mu
-	slot      *BodySlot // the shared body slot it holds, or nil
-
-	mu         sync.Mutex
-	q          []Frame
-	qbuf       [3]Frame // q's first backing array: Start, Body and End fit without allocating
-	finished   bool     // the last frame was queued, or the worker died
-	err        error    // ErrDied
-	abandoned  bool
-	uncredited int
-	wake       chan struct{}
-	onDone     func()
-}
-
-func (c *Call) push(f Frame) {
-	c.mu.Lock()
-	last := f.Type == FrameEnd || f.Type == FrameAbort
-	if c.abandoned {
-		if f.Type == FrameBody {
-			c.uncredited += len(f.Payload)
-		}
-		if f.File != nil {
-			f.File.Close()
-		}
-		n := c.takeCredit(last)
-		c.finished = c.finished || last
-		c.mu.Unlock()
-		if last {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
-		if n > 0 {
-			// Never write from the read loop: it must keep reading, or a
-			// worker blocked writing to us would wait on it forever.
-			go c.p.credit(c.ID, n)
-		}
-	} else {
-		c.q = append(c.q, f)
-		c.finished = last
-		c.mu.Unlock()
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-	if last {
-		c.onDone()
-	}
-}
-
-func (c *Call) fail(err error) {
-	c.mu.Lock()
-	c.finished = true
-	c.err = err
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	c.onDone()
-}
-
-// takeCredit returns the credit to send now; c.mu is held.
-func (c *Call) takeCredit(force bool) int {
-	if c.uncredited >= creditEvery || (force && c.uncredited > 0) {
-		n := c.uncredited
-		c.uncredited = 0
-		return n
-	}
-	return 0
-}
-
-// ErrWaitTimedOut is returned by Next when its timeout channel fires.
-var ErrWaitTimedOut = errors.New("timed out waiting for the worker")
-
-// ErrCanceled is returned by Next when its done channel is closed.
-var ErrCanceled = errors.New("request canceled")
-
-// StartedAt returns when the worker could start the request: when it was
-// sent, or, if it was queued behind others on the worker, when its turn
-// came. It is zero while the request waits its turn.
-func (c *Call) StartedAt() time.Time {
-	c.p.mu.Lock()
-	defer c.p.mu.Unlock()
-	return c.startedAt
-}
-
-// Next returns the request's next frame, waiting for it. After FrameEnd or
-// FrameAbort there are no more. If the worker died first, it returns
-// ErrDied, or ErrNotStarted for a request it had not started. A close of
-// done (the client went away) returns ErrCanceled; timeout firing returns
-// ErrWaitTimedOut.
-func (c *Call) Next(done <-chan struct{}, timeout <-chan time.Time) (Frame, error) {
-	for {
-		c.mu.Lock()
-		if len(c.q) > 0 {
-			f := c.q[0]
-			c.q[0] = Frame{}
-			c.q = c.q[1:]
-			var n int
-			if f.Type == FrameBody {
-				c.uncredited += len(f.Payload)
-				n = c.takeCredit(false)
-			}
-			c.mu.Unlock()
-			if n > 0 {
-				c.p.credit(c.ID, n)
-			}
-			return f, nil
-		}
-		if c.finished {
-			err := c.err
-			c.mu.Unlock()
-			if err == nil {
-				err = io.EOF
-			}
-			return Frame{}, err
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.wake:
-		case <-done:
-			return Frame{}, ErrCanceled
-		case <-timeout:
-			return Frame{}, ErrWaitTimedOut
-		}
-	}
-}
-
-// Pending reports whether a frame is queued and can be taken without waiting.
-func (c *Call) Pending() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.q) > 0
-}
-
-// Abandon releases the call. If the worker is still producing the
-// response, it is told to stop (FrameCancel); frames still to come are
-// dropped and credited, so the worker is never blocked by a response
-// nobody reads.
-func (c *Call) Abandon() {
-	c.mu.Lock()
-	if c.abandoned {
-		c.mu.Unlock()
-		return
-	}
-	c.abandoned = true
-	for _, f := range c.q {
-		if f.Type == FrameBody {
-			c.uncredited += len(f.Payload)
-		}
-		if f.File != nil {
-			f.File.Close()
-		}
-	}
-	c.q = nil
-	c.qbuf = [3]Frame{}
-	running := !c.finished
-	n := c.takeCredit(running)
-	c.mu.Unlock()
-	if running {
-		c.p.cancel(c.ID)
-	}
-	if n > 0 {
-		c.p.credit(c.ID, n)
-	}
-}

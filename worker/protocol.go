@@ -47,6 +47,11 @@ const (
 	FrameFile          byte = 'D' // worker: uint64 offset, uint64 length of a file whose descriptor came with the frame
 	FrameEnd           byte = 'E' // worker: the response is complete
 	FrameAbort         byte = 'X' // worker: the app failed; payload is the request line and traceback
+	// FrameWithdraw (host, on the control socket) asks for a pipelined
+	// request back; the worker answers FrameWithdrawn if it had not
+	// started it, and ignores it otherwise.
+	FrameWithdraw  byte = 'W'
+	FrameWithdrawn byte = 'N' // worker: the request was not run; the host sends it elsewhere
 )
 
 // HeaderSize is the length of a frame header.

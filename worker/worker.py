@@ -11,6 +11,9 @@
 #      read-only): uint32 environ length, environ, uint64 offset, uint64 length
 #   C  credit: uint32 bytes the host has passed on for that request
 #   K  cancel: the client went away; stop iterating the response
+# Host -> worker, on the control socket (GOWSGI_CTL_FD), read by its own thread
+# so that it is heard while the app runs:
+#   W  withdraw: if the request has not begun, drop it and answer N
 # Worker -> host:
 #   H  ready (id 0): "pid", or "pid bodies" if the shared body area is mapped
 #   F  failed to load the app (id 0): traceback text
@@ -21,6 +24,8 @@
 #   E  end of response
 #   X  the app failed: traceback text (before S: the host answers 500;
 #      after: the host cuts the connection)
+#   N  withdrawn: the request was not run (answer to W); the host sends it
+#      to another worker
 import io
 import marshal
 import mmap
@@ -42,7 +47,8 @@ READ_SIZE = 65536
 # before its thread waits for credit (backpressure from slow clients).
 WINDOW = 1 << 20
 
-T_REQUEST, T_MAPPED, T_CREDIT, T_CANCEL = ord("R"), ord("M"), ord("C"), ord("K")
+T_REQUEST, T_MAPPED, T_CREDIT, T_CANCEL, T_WITHDRAW = ord("R"), ord("M"), ord("C"), ord("K"), ord("W")
+T_WITHDRAWN = ord("N")
 T_READY, T_FAILED, T_START, T_BODY, T_END, T_ABORT, T_FILE = (
     ord("H"), ord("F"), ord("S"), ord("B"), ord("E"), ord("X"), ord("D"))
 FILE = struct.Struct("<QQ")
@@ -52,6 +58,9 @@ IOV_MAX = 512
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*\Z")
 TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+
+
+RUN, CANCELLED, WITHDRAWN = 0, 1, 2  # Conn.begin's verdicts
 
 
 class WSGIError(Exception):
@@ -182,6 +191,7 @@ class Conn:
         self.credit_cv = threading.Condition(self.credit_lock)
         self.unacked = {}  # request id -> bytes sent but not yet credited
         self.cancelled = set()  # request ids whose client went away
+        self.withdrawn = set()  # request ids the host took back before they began
         self.closed = False
         self.pump = None  # set in inline mode: reads one batch, returns False at EOF
         self.pending = []  # requests read by pump, to run next
@@ -220,11 +230,27 @@ class Conn:
                 self.credit_cv.notify_all()
 
     def begin(self, rid):
-        """Start the accounting of rid; False if it was cancelled before it
-        started (its client left while it waited here)."""
+        """Start the accounting of rid. Returns RUN, CANCELLED (its client
+        left while it waited here: answer with an empty end) or WITHDRAWN
+        (the host took it back: answer nothing)."""
         with self.credit_lock:
+            if rid in self.withdrawn:
+                self.withdrawn.discard(rid)
+                return WITHDRAWN
             self.unacked[rid] = 0
-            return rid not in self.cancelled
+            return CANCELLED if rid in self.cancelled else RUN
+
+    def withdraw(self, rid):
+        """The host asks for rid back: give it up unless it has begun.
+        (A request that has already ended is answered too; the host, which
+        has its end, ignores the answer.)"""
+        with self.credit_lock:
+            if rid in self.unacked:
+                return
+            self.withdrawn.add(rid)
+            if len(self.withdrawn) > 256:
+                self.withdrawn = {r for r in self.withdrawn if r > rid - 10000}
+        self.send([HDR.pack(T_WITHDRAWN, rid, 0)])
 
     def finish(self, rid):
         with self.credit_lock:
@@ -300,10 +326,12 @@ class Worker:
         environ["wsgi.input"] = inp
         conn = self.conn
         req = Response(rid, out, conn)
-        if not conn.begin(rid):
+        verdict = conn.begin(rid)
+        if verdict != RUN:
             inp.detach()
-            conn.finish(rid)
-            out.append(HDR.pack(T_END, rid, 0))
+            if verdict == CANCELLED:
+                conn.finish(rid)
+                out.append(HDR.pack(T_END, rid, 0))
             return
         result = None
         try:
@@ -680,6 +708,26 @@ def serve_inline(worker, conn, reader):
             out.clear()
 
 
+def serve_control(sock, conn):
+    """Apply withdraw frames from the control socket until it closes. A
+    thread of its own, blocked in recv without the GIL: it costs nothing
+    until the host asks, and is heard while the app runs."""
+    reader = FrameReader(sock)
+    while True:
+        try:
+            batch = reader.read()
+        except OSError:
+            return
+        if batch is None:
+            return
+        for kind, rid, _ in batch:
+            if kind == T_WITHDRAW:
+                try:
+                    conn.withdraw(rid)
+                except OSError:
+                    return
+
+
 def serve_threaded(worker, conn, reader, threads):
     """A reader thread hands requests to a pool of threads."""
     import queue
@@ -717,6 +765,7 @@ def serve_threaded(worker, conn, reader, threads):
 
 def main():
     fd = int(os.environ.pop("GOWSGI_FD"))
+    ctl_fd = os.environ.pop("GOWSGI_CTL_FD", None)
     module = os.environ.pop("GOWSGI_MODULE")
     attr = os.environ.pop("GOWSGI_CALLABLE", "application")
     threads = int(os.environ.pop("GOWSGI_THREADS", "1"))
@@ -751,6 +800,11 @@ def main():
     worker = Worker(app, conn, threads, workers, bodies)
     ready = str(os.getpid()) + (" bodies" if bodies is not None else "")
     conn.send([frame(T_READY, 0, ready.encode())])
+    if ctl_fd is not None:
+        ctl = socket.socket(fileno=int(ctl_fd))
+        ctl.setblocking(True)
+        threading.Thread(target=serve_control, args=(ctl, conn), daemon=True,
+                         name="gowsgi-control").start()
     reader = FrameReader(sock)
     try:
         if threads > 1:

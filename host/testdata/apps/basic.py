@@ -152,6 +152,30 @@ def echo_readlines(environ, start_response):
     return _respond(start_response, b"".join(environ["wsgi.input"].readlines()), OCTET)
 
 
+def big_stream(environ, start_response):
+    """big's body, yielded in CHUNK-sized pieces (no Content-Length)."""
+    n = int(_qget(environ, "n", "0"))
+    start_response("200 OK", [("Content-Type", OCTET)])
+    return iter(big_chunks(n))
+
+
+def overlong(environ, start_response):
+    """Declares Content-Length cl and yields the comma-separated parts
+    (one part: a list of one item; more: a generator)."""
+    cl = _qget(environ, "cl", "5")
+    parts = [p.encode() for p in _qget(environ, "parts", "abcdefgh").split(",")]
+    start_response("200 OK", [("Content-Type", TEXT), ("Content-Length", cl)])
+    if len(parts) == 1:
+        return parts
+    return (p for p in parts)
+
+
+def untyped(environ, start_response):
+    """A body with no Content-Type: the host must not guess one."""
+    start_response("200 OK", [])
+    return [_qget(environ, "body", "<html><body>hi</body></html>").encode()]
+
+
 def big(environ, start_response):
     n = int(_qget(environ, "n", "0"))
     start_response("200 OK", [("Content-Type", OCTET)])
@@ -386,6 +410,9 @@ ROUTES = {
     "/echo-iter": echo_iter,        # for line in wsgi.input
     "/echo-readlines": echo_readlines,
     "/big": big,
+    "/big-stream": big_stream,
+    "/overlong": overlong,
+    "/untyped": untyped,
     "/write": write,
     "/raise": raise_,
     "/raise-after-start": raise_after_start,

@@ -1,0 +1,194 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/worker"
+)
+
+// memThreshold is the largest request body kept in memory (or in a slot
+// of the app's shared body area); larger ones go to a temporary file.
+const memThreshold = 1 << 20
+
+// unknownChunk is how much of a body of unknown length (chunked, or
+// HTTP/2 without content-length) is read into memory before it goes to a
+// temporary file.
+const unknownChunk = 64 << 10
+
+// bodyBudget bounds the memory that request bodies use across the host
+// (limits.body_memory): a body that does not fit goes to a temporary file,
+// so that clients trickling many bodies cannot fill the host's memory.
+type bodyBudget struct{ used atomic.Int64 }
+
+// take reserves n bytes if the total stays within max.
+func (b *bodyBudget) take(n, max int64) bool {
+	if b.used.Add(n) > max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *bodyBudget) give(n int64) { b.used.Add(-n) }
+
+// requestBody is a request body read in full, and what to give back
+// when the request is done.
+type requestBody struct {
+	worker.Body
+	pooled bool // Mem came from worker.GetBuffer
+	budget *bodyBudget
+	taken  int64 // bytes of budget held
+}
+
+func (b *requestBody) Close() {
+	if b.File != nil {
+		b.File.Close()
+	}
+	if b.pooled {
+		worker.PutBuffer(b.Mem)
+	}
+	b.Slot.Release()
+	if b.taken > 0 {
+		b.budget.give(b.taken)
+	}
+}
+
+// errBodyTimeout is a client that sent nothing of its body for
+// limits.body_timeout.
+var errBodyTimeout = errors.New("the client sent nothing of the body for too long")
+
+// readBody reads the whole body, at most lim.MaxBody bytes, waiting at
+// most lim.BodyTimeout between two reads. A body of known length up to
+// memThreshold goes straight into a slot of bodies (the app's shared body
+// area) or a pooled buffer, if the host's body memory allows; anything
+// else to an unlinked temporary file.
+func (h *Host) readBody(w http.ResponseWriter, r *http.Request, lim config.Limits, bodies *worker.BodyArena) (*requestBody, error) {
+	b := &requestBody{budget: &h.bodyMem}
+	n := r.ContentLength
+	if n == 0 {
+		return b, nil
+	}
+	rd := &timedReader{r: http.MaxBytesReader(w, r.Body, lim.MaxBody), dl: deadline{rc: http.NewResponseController(w), d: lim.BodyTimeout}}
+	var err error
+	switch {
+	case n > 0 && n <= memThreshold && h.bodyMem.take(n, lim.BodyMemory):
+		b.taken = n
+		err = b.readKnown(rd, int(n), bodies)
+	case n < 0 && h.bodyMem.take(unknownChunk, lim.BodyMemory):
+		b.taken = unknownChunk
+		err = b.readUnknown(rd)
+	default:
+		err = b.spool(nil, rd)
+	}
+	if err != nil {
+		b.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errBodyTimeout
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// readKnown reads a body of n bytes into a slot of bodies if one is free
+// and the body is large enough to be worth it, else into a pooled buffer.
+func (b *requestBody) readKnown(rd io.Reader, n int, bodies *worker.BodyArena) error {
+	b.Len = int64(n)
+	if n >= worker.MinSharedBody && n <= worker.BodySlotSize {
+		if slot := bodies.Reserve(n); slot != nil {
+			b.Slot = slot
+			_, err := io.ReadFull(rd, slot.Bytes())
+			return err
+		}
+	}
+	b.Mem, b.pooled = worker.GetBuffer(n), true
+	_, err := io.ReadFull(rd, b.Mem)
+	return err
+}
+
+// readUnknown reads a body of unknown length: into memory if it is at
+// most unknownChunk, else into a temporary file.
+func (b *requestBody) readUnknown(rd io.Reader) error {
+	buf := worker.GetBuffer(unknownChunk + 1)
+	got, err := io.ReadFull(rd, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		b.Mem, b.pooled, b.Len = buf[:got], true, int64(got)
+		return nil
+	case err != nil:
+		worker.PutBuffer(buf)
+		return err
+	}
+	err = b.spool(buf, rd)
+	worker.PutBuffer(buf)
+	b.budget.give(b.taken)
+	b.taken = 0
+	return err
+}
+
+// spool writes head and then the rest of rd to an unlinked temporary file.
+func (b *requestBody) spool(head []byte, rd io.Reader) error {
+	f, err := os.CreateTemp("", "gowsgi-body-*")
+	if err != nil {
+		return fmt.Errorf("spool request body: %w", err)
+	}
+	os.Remove(f.Name()) // gone from the folder at once; freed when closed
+	b.File = f
+	if _, err := f.Write(head); err != nil {
+		return fmt.Errorf("spool request body: %w", err)
+	}
+	n, err := io.Copy(f, rd)
+	b.Len = int64(len(head)) + n
+	return err
+}
+
+// timedReader reads a request body, re-arming the read deadline as the
+// client makes progress.
+type timedReader struct {
+	r  io.Reader
+	dl deadline
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	t.dl.read(time.Now())
+	return t.r.Read(p)
+}
+
+// deadline keeps a read or write deadline on a request's connection (on
+// HTTP/2, its stream) at least d after the last progress, and at most
+// 5d/4. It re-arms only after d/4 has passed since it last did, since on
+// HTTP/2 each arming is a message to the connection's goroutine.
+type deadline struct {
+	rc    *http.ResponseController
+	d     time.Duration // 0: no deadline
+	armed time.Time
+}
+
+func (x *deadline) due(now time.Time) bool {
+	if x.d <= 0 || now.Sub(x.armed) < x.d/4 {
+		return false
+	}
+	x.armed = now
+	return true
+}
+
+// read notes progress of the request body at now.
+func (x *deadline) read(now time.Time) {
+	if x.due(now) {
+		x.rc.SetReadDeadline(now.Add(x.d + x.d/4))
+	}
+}
+
+// write notes progress of the response at now.
+func (x *deadline) write(now time.Time) {
+	if x.due(now) {
+		x.rc.SetWriteDeadline(now.Add(x.d + x.d/4))
+	}
+}

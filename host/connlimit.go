@@ -1,0 +1,93 @@
+package host
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// connLimit bounds a listener's open connections (max_connections): the
+// accept loop takes a place before it accepts, so that past the limit new
+// connections wait in the kernel's backlog, and a connection gives its
+// place back when it is closed.
+type connLimit struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	open   int
+	max    int
+	closed bool
+}
+
+func (cl *connLimit) init(max int) {
+	cl.cond.L = &cl.mu
+	cl.max = max
+}
+
+// setMax changes the limit, reporting whether it changed.
+func (cl *connLimit) setMax(max int) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if max == cl.max {
+		return false
+	}
+	cl.max = max
+	cl.cond.Broadcast()
+	return true
+}
+
+// acquire waits for a place; false once the limit is closed.
+func (cl *connLimit) acquire() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for cl.open >= cl.max && !cl.closed {
+		cl.cond.Wait()
+	}
+	if cl.closed {
+		return false
+	}
+	cl.open++
+	return true
+}
+
+func (cl *connLimit) release() {
+	cl.mu.Lock()
+	cl.open--
+	cl.cond.Signal()
+	cl.mu.Unlock()
+}
+
+// close wakes an accept loop waiting for a place, for good.
+func (cl *connLimit) close() {
+	cl.mu.Lock()
+	cl.closed = true
+	cl.cond.Broadcast()
+	cl.mu.Unlock()
+}
+
+// limitedConn gives its place in its listener's limit back when closed.
+// It keeps the interfaces net/http looks for on a connection: ReadFrom
+// (sendfile) and CloseWrite.
+type limitedConn struct {
+	net.Conn
+	limit *connLimit
+	once  sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.limit.release)
+	return c.Conn.Close()
+}
+
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

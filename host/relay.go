@@ -1,0 +1,250 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gowsgi/gowsgi/worker"
+)
+
+// relay is the copying of one response from a worker's frames to the
+// client. The worker's frames are queued (and spooled) by its Call as they
+// arrive, so the worker is never held by a slow client; relay only writes.
+type relay struct {
+	h     *Host
+	w     *accessWriter
+	r     *http.Request
+	app   *appRuntime
+	call  *worker.Call
+	pr    *proc
+	send  deadline  // limits.send_timeout between two writes
+	began time.Time // when the request was first sent to a worker
+
+	started   bool  // the head was written
+	streamed  bool  // no Content-Length: flush the first chunk at once
+	remaining int64 // body bytes the declared Content-Length still allows; -1: none declared
+	overlong  bool  // the app sent more than its Content-Length (logged once)
+}
+
+// run copies the response. It reports whether the request never started
+// and should be sent to another worker.
+func (rl *relay) run() (retry bool) {
+	done := rl.r.Context().Done()
+	for {
+		f, err := rl.call.Next(done, nil)
+		if err != nil {
+			return rl.failed(err)
+		}
+		switch f.Type {
+		case worker.FrameStart:
+			if !rl.start(f.Payload) {
+				return false
+			}
+		case worker.FrameBody:
+			if !rl.body(f.Payload) {
+				return false
+			}
+		case worker.FrameFile:
+			rl.file(f)
+		case worker.FrameEnd:
+			rl.h.log.Debug().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Dur("took", time.Since(rl.began)).Msg("request done")
+			return false
+		case worker.FrameAbort:
+			rl.aborted(f.Payload)
+			return false
+		}
+	}
+}
+
+// failed handles a call that ended without FrameEnd.
+func (rl *relay) failed(err error) (retry bool) {
+	switch {
+	case errors.Is(err, worker.ErrNotStarted):
+		return true
+	case errors.Is(err, worker.ErrCanceled):
+		// The client went away. The worker is told to stop; should the app
+		// not stop, its worker's timeout still applies.
+		return false
+	case rl.pr.timedOut.Load():
+		// The pool killed the worker and logged every request it ran.
+		rl.cut(http.StatusGatewayTimeout, "504 Gateway Timeout: the app did not answer in time")
+	default:
+		rl.h.log.Error().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+			Err(err).Msg("worker died while serving the request")
+		rl.cut(http.StatusBadGateway, "502 Bad Gateway: the worker died")
+	}
+	return false
+}
+
+// cut answers with code and msg if nothing was sent yet, else cuts the
+// connection: never a silently short response.
+func (rl *relay) cut(code int, msg string) {
+	if !rl.started {
+		http.Error(rl.w, msg, code)
+		return
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// start writes the status and headers of a FrameStart payload.
+func (rl *relay) start(p []byte) bool {
+	code, err := writeHeader(rl.w, p)
+	if err != nil {
+		rl.h.log.Error().Err(err).Str("app", rl.app.name).Msg("bad response header from worker")
+		http.Error(rl.w, "500 Internal Server Error", http.StatusInternalServerError)
+		return false
+	}
+	rl.remaining = -1
+	if cl := rl.w.Header()["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil {
+			rl.remaining = n
+		}
+	}
+	rl.send.write(time.Now())
+	rl.w.WriteHeader(code)
+	rl.started = true
+	rl.streamed = rl.remaining < 0
+	return true
+}
+
+// body writes a chunk of body, cut to what the declared Content-Length
+// still allows, and flushes it if it streams or nothing more is queued.
+// It reports false if the client cannot be written to.
+func (rl *relay) body(p []byte) bool {
+	defer worker.PutBuffer(p)
+	if rl.r.Method == http.MethodHead {
+		return true
+	}
+	if rl.remaining >= 0 {
+		if int64(len(p)) > rl.remaining {
+			rl.tooLong()
+			p = p[:rl.remaining]
+		}
+		rl.remaining -= int64(len(p))
+		if len(p) == 0 {
+			return true
+		}
+	}
+	rl.send.write(time.Now())
+	if _, err := rl.w.Write(p); err != nil {
+		rl.h.log.Debug().Err(err).Str("app", rl.app.name).Msg("writing the response to the client")
+		return false
+	}
+	if rl.streamed || !rl.call.Pending() {
+		rl.w.Flush()
+		rl.streamed = false
+	}
+	return true
+}
+
+// tooLong logs, once per response, a body that goes past its
+// Content-Length: the excess is dropped and the framing kept.
+func (rl *relay) tooLong() {
+	if rl.overlong {
+		return
+	}
+	rl.overlong = true
+	rl.h.sampled(&rl.h.appWarnings, rl.h.log.Warn()).Str("app", rl.app.name).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+		Msg("app sent more body than its Content-Length; sent exactly Content-Length bytes")
+}
+
+// file sends a FrameFile's range (with sendfile over plain HTTP/1.1),
+// bounded by a declared Content-Length.
+func (rl *relay) file(f worker.Frame) {
+	defer f.File.Close()
+	if rl.r.Method == http.MethodHead {
+		return
+	}
+	off, n := f.FileRange()
+	if rl.remaining >= 0 && rl.remaining < n {
+		n = rl.remaining
+	}
+	rl.send.write(time.Now())
+	_, err := f.File.Seek(off, io.SeekStart)
+	if err == nil {
+		var sent int64
+		sent, err = io.Copy(rl.w, io.LimitReader(f.File, n))
+		if err == nil && sent < n {
+			err = fmt.Errorf("file ended after %d of %d bytes", sent, n)
+		}
+		if rl.remaining >= 0 {
+			rl.remaining -= sent
+		}
+	}
+	if err != nil {
+		rl.h.log.Debug().Err(err).Str("app", rl.app.name).Msg("sending a file response")
+		rl.call.Abandon()
+		panic(http.ErrAbortHandler) // never a silently short body
+	}
+	rl.h.log.Debug().Str("app", rl.app.name).Msg("response body sent from the file")
+}
+
+// aborted handles FrameAbort: the app raised an exception.
+func (rl *relay) aborted(traceback []byte) {
+	rl.h.log.Error().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+		Str("traceback", string(traceback)).Msg("app raised an exception")
+	rl.cut(http.StatusInternalServerError, "500 Internal Server Error: the app raised an exception; see the server log")
+}
+
+// hopByHop lists response headers that belong to the connection, not the
+// app; the host sets them itself.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailers": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// writeHeader sets the status and headers from a FrameStart payload:
+// "200 OK\r\nName: value\r\n...". A response without Content-Type gets
+// none (net/http would otherwise guess one from the body).
+func writeHeader(w http.ResponseWriter, p []byte) (int, error) {
+	// One string for the whole head, and one array for the values of all
+	// its headers: names and values are slices of the one, each header's
+	// []string a one-element slice of the other.
+	head := string(p)
+	line, rest, _ := strings.Cut(head, "\r\n")
+	if len(line) < 3 {
+		return 0, fmt.Errorf("malformed status %q", line)
+	}
+	code, err := strconv.Atoi(line[:3])
+	if err != nil || code < 100 || code > 999 {
+		return 0, fmt.Errorf("malformed status %q", line)
+	}
+	hdr := w.Header()
+	values := make([]string, 0, strings.Count(rest, "\r\n")+1)
+	for len(rest) > 0 {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "\r\n")
+		if len(kv) == 0 {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, ": ")
+		if !ok {
+			return 0, fmt.Errorf("malformed header %q", kv)
+		}
+		name := http.CanonicalHeaderKey(k)
+		if name == requestIDHeader {
+			continue // the host's, set before
+		}
+		if hopByHop[name] {
+			if name == "Connection" && strings.EqualFold(strings.TrimSpace(v), "close") {
+				hdr.Set("Connection", "close")
+			}
+			continue
+		}
+		if old := hdr[name]; old != nil {
+			hdr[name] = append(old, v)
+			continue
+		}
+		values = append(values, v)
+		hdr[name] = values[len(values)-1 : len(values) : len(values)]
+	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // present but empty: net/http sniffs no type
+	}
+	return code, nil
+}
