@@ -48,7 +48,7 @@ func (th *testHost) stalledGet(path string) net.Conn {
 func TestSlowReaderDoesNotHoldWorker(t *testing.T) {
 	t.Parallel()
 	th := startHost(t, oneApp("workers: 2, timeout: 5s"))
-	th.stalledGet("/big?n=10485760")         // one 10 MiB chunk
+	th.stalledGet("/big?n=10485760")        // one 10 MiB chunk
 	th.stalledGet("/big-stream?n=33554432") // 32 MiB in 64 KiB chunks
 	waitFor(t, func() bool { return th.inflight("app") == 0 }, "the workers to be free while their clients read nothing")
 	for i := range 4 {
@@ -382,7 +382,7 @@ func h2Get(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	hdr := []byte{0x82, 0x86, 0x44, byte(len(path))} // GET, http, :path (literal)
-	hdr = append(append(hdr, path...), 0x41, 1, 'x')  // :authority x
+	hdr = append(append(hdr, path...), 0x41, 1, 'x') // :authority x
 	var out []byte
 	out = append(out, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"...)
 	out = append(out, h2Frame(0x4, 0, 0, []byte{0, 4, 0, 0, 0, 0})...) // SETTINGS_INITIAL_WINDOW_SIZE 0
