@@ -650,3 +650,25 @@ func TestConfigApp(t *testing.T) {
 		t.Errorf("App(c) = %v, want nil", got)
 	}
 }
+
+// TestParseManyMergesWithinBudget: the bound on merge expansion
+// (maxEntries) leaves room for large configs that share settings through
+// nested merges.
+func TestParseManyMergesWithinBudget(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("listeners: [\":8000\"]\napps:\n  base: &base {module: hello, threads: 2, timeout: 10s, queue: 10}\n" +
+		"  web: &web {<<: *base, workers: 2, env: {A: '1', B: '2'}}\n  big: &big {<<: [*web, *base], max_rss: 1GiB}\n")
+	const apps = 2000
+	for i := range apps {
+		fmt.Fprintf(&b, "  app%d: {<<: [*big, *web], python: py%d}\n", i, i)
+	}
+	b.WriteString("mounts:\n  /: app0\n")
+	cfg, err := Parse(filepath.Join(t.TempDir(), "gowsgi.yaml"), []byte(b.String()))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	last := cfg.Apps[len(cfg.Apps)-1]
+	if len(cfg.Apps) != apps+3 || last.Workers != 2 || last.MaxRSS != 1<<30 || last.Threads != 2 || last.Python != "py1999" {
+		t.Errorf("got %d apps, the last %+v", len(cfg.Apps), last)
+	}
+}

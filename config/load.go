@@ -74,17 +74,33 @@ func Parse(path string, data []byte) (*Config, error) {
 	if root := l.decode(data); root != nil {
 		cfg = l.config(root)
 	}
+	if l.overBudget != nil {
+		// What else was found came from a partial walk: misleading.
+		return nil, Errors{l.overBudget}
+	}
 	if len(l.errs) > 0 {
 		return nil, l.sorted()
 	}
 	return cfg, nil
 }
 
+// maxEntries bounds the key/value pairs one Parse may walk (a mapping and
+// an item of a "<<" list count as one more each). Each "<<" merge walks
+// the mapping it merges again, so aliases of mappings that merge others
+// multiply: nine levels of nine merges in 641 bytes are 9^9 pairs. A
+// config of a thousand apps merging twenty keys each walks some 20,000;
+// past this bound, loading stops with one error, in about 0.1 s.
+const maxEntries = 1_000_000
+
 // loader holds the state of one Parse call.
 type loader struct {
 	file string // path as given, for positions
 	base string // absolute folder of the config file
 	errs Errors
+
+	walked     int    // key/value pairs walked, merged ones included
+	mergeDepth int    // "<<" merges being expanded, nested
+	overBudget *Error // set once walked passes maxEntries
 }
 
 // pos returns the position of n in the file.
@@ -265,6 +281,12 @@ type entry struct {
 // expanding "<<" merge keys (explicit keys win). Non-string and duplicate
 // keys are reported and skipped.
 func (l *loader) entries(where string, m *yaml.Node) []entry {
+	if l.walked += 1 + len(m.Content)/2; l.walked > maxEntries {
+		if l.overBudget == nil && l.mergeDepth == 0 {
+			l.tooLarge(where, m, false)
+		}
+		return nil
+	}
 	var out, merged []entry
 	seen := make(map[string]*yaml.Node)
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -275,7 +297,11 @@ func (l *loader) entries(where string, m *yaml.Node) []entry {
 			continue
 		}
 		if kd.ShortTag() == "!!merge" {
+			l.mergeDepth++
 			merged = append(merged, l.mergeEntries(where, v)...)
+			if l.mergeDepth--; l.mergeDepth == 0 && l.walked > maxEntries && l.overBudget == nil {
+				l.tooLarge(where, k, true)
+			}
 			continue
 		}
 		if first, dup := seen[kd.Value]; dup {
@@ -294,6 +320,17 @@ func (l *loader) entries(where string, m *yaml.Node) []entry {
 	return out
 }
 
+// tooLarge records that the walk passed maxEntries at n: the outermost
+// "<<" key whose expansion passed it (merge), or the mapping where it did.
+func (l *loader) tooLarge(where string, n *yaml.Node, merge bool) {
+	what := "the config has"
+	if merge {
+		what = "this \"<<\" merge expands to"
+	}
+	l.overBudget = &Error{Pos: l.pos(n), Msg: fmt.Sprintf("%s%s more than %d keys "+
+		"(merges of aliases that merge others multiply); config refused", field(where), what, maxEntries)}
+}
+
 // mergeEntries returns the pairs a "<<" merge key brings in: those of a
 // mapping, or of a list of mappings (earlier mappings win).
 func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
@@ -302,6 +339,7 @@ func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
 	case yaml.MappingNode:
 		return l.entries(where, vd)
 	case yaml.SequenceNode:
+		l.walked += len(vd.Content)
 		var out []entry
 		seen := make(map[string]bool)
 		for _, item := range vd.Content {
