@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,11 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		http.Error(w, "405 Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if strings.IndexByte(pathInfo, 0) >= 0 {
+		// No file name holds a NUL; the system would refuse it (a 500).
+		http.Error(w, "400 Bad Request: NUL in the path", http.StatusBadRequest)
+		return
+	}
 	name := strings.TrimPrefix(path.Clean("/"+pathInfo), "/")
 	if name == "" {
 		name = "."
@@ -69,7 +75,39 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		return
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	dropEmptySuffixRanges(r.Header, fi.Size())
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// dropEmptySuffixRanges removes from a Range header the suffix ranges of
+// no bytes ("bytes=-0", or any "-N" of an empty file), which RFC 9110
+// section 14.1.2 calls unsatisfiable but http.ServeContent answers with 206
+// and a backwards Content-Range ("bytes 22-21/22"). If no range is left,
+// the header asks for one past the end, which ServeContent answers with
+// 416 and "Content-Range: bytes */SIZE" (If-Range still applies first),
+// or for an empty file with 200 and the (empty) file.
+func dropEmptySuffixRanges(h http.Header, size int64) {
+	spec, ok := strings.CutPrefix(h.Get("Range"), "bytes=")
+	if !ok {
+		return
+	}
+	ranges := strings.Split(spec, ",")
+	var kept []string
+	for _, ra := range ranges {
+		start, end, _ := strings.Cut(ra, "-")
+		n, err := strconv.ParseInt(strings.TrimSpace(end), 10, 64)
+		if strings.TrimSpace(start) == "" && err == nil && n >= 0 && (n == 0 || size == 0) {
+			continue
+		}
+		kept = append(kept, ra)
+	}
+	switch {
+	case len(kept) == len(ranges):
+	case len(kept) == 0:
+		h.Set("Range", fmt.Sprintf("bytes=%d-", size))
+	default:
+		h.Set("Range", "bytes="+strings.Join(kept, ","))
+	}
 }
 
 func (s *staticFiles) open(name string) (*os.File, fs.FileInfo, error) {

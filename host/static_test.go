@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ func TestStaticFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(pub, "index.html"), []byte("<h1>home</h1>"), 0o644)
 	os.WriteFile(filepath.Join(pub, "css", "site.css"), []byte("body{}"), 0o644)
 	os.WriteFile(filepath.Join(pub, "big.txt"), []byte("0123456789"), 0o644)
+	os.WriteFile(filepath.Join(pub, "empty.txt"), nil, 0o644)
 	os.WriteFile(filepath.Join(pub, ".env"), []byte("SECRET=1"), 0o644)
 	os.WriteFile(filepath.Join(pub, ".git", "config"), []byte("[core]"), 0o644)
 	os.WriteFile(filepath.Join(base, "secret.txt"), []byte("outside"), 0o644)
@@ -34,7 +36,7 @@ func TestStaticFiles(t *testing.T) {
 	}
 	defer s.Close()
 	do := func(method, p string, hdr map[string]string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(method, "http://x"+p, nil)
+		r := httptest.NewRequest(method, "http://x"+(&url.URL{Path: p}).EscapedPath(), nil)
 		for k, v := range hdr {
 			r.Header.Set(k, v)
 		}
@@ -62,6 +64,13 @@ func TestStaticFiles(t *testing.T) {
 		{"range", "GET", "/big.txt", map[string]string{"Range": "bytes=2-4"}, 206, "234", ""},
 		{"suffix range", "GET", "/big.txt", map[string]string{"Range": "bytes=-3"}, 206, "789", ""},
 		{"unsatisfiable range", "GET", "/big.txt", map[string]string{"Range": "bytes=50-60"}, 416, "", ""},
+		{"empty suffix range", "GET", "/big.txt", map[string]string{"Range": "bytes=-0"}, 416, "", ""},
+		{"empty suffix ranges", "GET", "/big.txt", map[string]string{"Range": "bytes= -0 , -00"}, 416, "", ""},
+		{"empty suffix beside a range", "GET", "/big.txt", map[string]string{"Range": "bytes=-0, 1-2"}, 206, "12", ""},
+		// net/http ignores any Range on an empty file (not 206 "bytes 0--1/0").
+		{"suffix range of an empty file", "GET", "/empty.txt", map[string]string{"Range": "bytes=-5"}, 200, "", ""},
+		{"NUL in the path", "GET", "/big.txt\x00.png", nil, 400, "", ""},
+		{"NUL in a folder name", "GET", "/css\x00/site.css", nil, 400, "", ""},
 		{"if-modified-since", "GET", "/big.txt", map[string]string{"If-Modified-Since": mtime.Format(http.TimeFormat)}, 304, "", ""},
 		{"modified since", "GET", "/big.txt", map[string]string{"If-Modified-Since": mtime.Add(-time.Hour).Format(http.TimeFormat)}, 200, "0123456789", ""},
 		{"head", "HEAD", "/big.txt", nil, 200, "", "text/plain; charset=utf-8"},
@@ -83,6 +92,9 @@ func TestStaticFiles(t *testing.T) {
 				t.Errorf("Content-Type %q, want %q", w.Header().Get("Content-Type"), tt.ctype)
 			}
 		})
+	}
+	if cr := do("GET", "/big.txt", map[string]string{"Range": "bytes=-0"}).Header().Get("Content-Range"); cr != "bytes */10" {
+		t.Errorf("bytes=-0: Content-Range %q, want \"bytes */10\"", cr)
 	}
 	// ETag round trip.
 	w := do("GET", "/big.txt", nil)
@@ -122,6 +134,9 @@ mounts:
 	}
 	if code, _ := th.get("/static/%2e%2e/%2e%2e/etc/passwd"); code != 404 {
 		t.Errorf("encoded dots: %d, want 404", code)
+	}
+	if code, _ := th.get("/static/app.css%00.png"); code != 400 {
+		t.Errorf("%%00 in the path: %d, want 400", code)
 	}
 	if code, body := th.get("/"); code != 200 || body != "basic ok" {
 		t.Errorf("app beside the static mount: %d %q", code, body)
