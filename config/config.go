@@ -163,6 +163,9 @@ type App struct {
 	// Static, if set, makes this app a folder of files the host serves
 	// itself (absolute path); the Python settings are then unused.
 	Static string
+	// CacheControl, for a static app, is sent as the Cache-Control header
+	// of the files it serves; "" sends none.
+	CacheControl string
 	// Reload replaces the app's workers (gracefully) when a .py file under
 	// Dir changes; for development.
 	Reload bool

@@ -278,6 +278,32 @@ mounts:
 				ShutdownTimeout: 30 * time.Second,
 			},
 		},
+		{
+			name: "static apps and cache_control",
+			yaml: `
+listeners: [":8000"]
+apps:
+  assets: {static: site, cache_control: "public, max-age=31536000, immutable"}
+  plain: {static: ./site/}
+mounts:
+  /: assets
+  /p: plain
+`,
+			want: &Config{
+				Listeners: []Listener{tcp(":8000", 2, 13)},
+				Apps: []*App{
+					{Name: "assets", Callable: "application", Dir: root, Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{},
+						Static: filepath.Join(root, "site"), CacheControl: "public, max-age=31536000, immutable", Pos: pos(4, 3)},
+					{Name: "plain", Callable: "application", Dir: root, Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{},
+						Static: filepath.Join(root, "site"), Pos: pos(5, 3)},
+				},
+				Mounts: []Mount{
+					{Key: "/", Prefix: "/", App: "assets", Pos: pos(7, 3)},
+					{Key: "/p", Prefix: "/p", App: "plain", Pos: pos(8, 3)},
+				},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
 	}
 	sup := defaultApp("hello", 4, 3)
 	sup.Timeout, sup.MaxRequests, sup.MaxRequestsJitter, sup.MaxRSS = 5*time.Second, 1000, 50, 512<<20

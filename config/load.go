@@ -43,7 +43,7 @@ var (
 	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
 	tlsKeys      = []string{"cert", "key"}
-	appKeys      = []string{"module", "static", "dir", "python", "workers", "threads", "env", "reload",
+	appKeys      = []string{"module", "static", "cache_control", "dir", "python", "workers", "threads", "env", "reload",
 		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
 )
 
@@ -959,78 +959,115 @@ func (l *loader) app(where string, e entry) *App {
 		return a
 	}
 	var hasModule, hasDir bool
-	var staticNode *yaml.Node
+	var staticKey, cacheKey *yaml.Node
 	for _, f := range l.entries(where, v) {
 		w := join(where, f.name)
 		switch f.name {
 		case "module":
 			hasModule = true
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
-			}
-			mod, call, problem := parseModule(s)
-			if problem != "" {
-				l.errorf(f.val, "%s: invalid module %q: %s", w, s, problem)
-				continue
-			}
-			a.Module, a.Callable = mod, call
+			l.appModule(a, w, f.val)
 		case "static":
-			staticNode = f.key
+			staticKey = f.key
 			if d, ok := l.dir(w, f.val); ok {
 				a.Static = d
 			}
+		case "cache_control":
+			cacheKey = f.key
+			a.CacheControl = l.headerValue(w, f.val)
 		case "dir":
 			hasDir = true
 			if d, ok := l.dir(w, f.val); ok {
 				a.Dir = d
 			}
-		case "python":
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
-			}
-			if strings.TrimSpace(s) == "" {
-				l.errorf(f.val, "%s: must not be empty", w)
-				continue
-			}
-			a.Python = s
-		case "workers":
-			a.Workers = l.count(w, f.val, a.Workers)
-		case "threads":
-			a.Threads = l.count(w, f.val, a.Threads)
-		case "env":
-			l.env(w, f.val, a.Env)
-		case "reload":
-			a.Reload = l.boolean(w, f.val)
-		case "timeout":
-			a.Timeout = l.duration(w, f.val, a.Timeout)
-		case "queue_timeout":
-			a.QueueTimeout = l.duration(w, f.val, a.QueueTimeout)
-		case "start_timeout":
-			a.StartTimeout = l.duration(w, f.val, a.StartTimeout)
-		case "max_requests":
-			a.MaxRequests = l.intRange(w, f.val, 0, 0, 1<<40)
-		case "max_requests_jitter":
-			a.MaxRequestsJitter = l.intRange(w, f.val, 0, 0, 1<<40)
-		case "queue":
-			a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
-		case "max_rss":
-			a.MaxRSS = l.size(w, f.val, 0, true)
 		default:
-			l.unknownKey(where, f.key, f.name, appKeys)
+			l.appSetting(a, where, f)
 		}
 	}
 	switch {
-	case staticNode != nil && hasModule:
-		l.errorf(staticNode, "%s: an app is either a module or a static folder, not both", where)
-	case staticNode == nil && !hasModule:
+	case staticKey != nil && hasModule:
+		l.errorf(staticKey, "%s: an app is either a module or a static folder, not both", where)
+	case staticKey == nil && !hasModule:
 		l.errorf(e.key, "%s: missing required key \"module\" (or \"static\" for a folder of files)", where)
+	}
+	if cacheKey != nil && staticKey == nil {
+		l.errorf(cacheKey, "%s: only a static app has cache_control (a WSGI app sets its own Cache-Control)", join(where, "cache_control"))
 	}
 	if !hasDir {
 		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)
 	}
 	return a
+}
+
+// appModule reads an app's module ("pkg.mod:callable") into a.
+func (l *loader) appModule(a *App, where string, n *yaml.Node) {
+	s, ok := l.str(where, n)
+	if !ok {
+		return
+	}
+	mod, call, problem := parseModule(s)
+	if problem != "" {
+		l.errorf(n, "%s: invalid module %q: %s", where, s, problem)
+		return
+	}
+	a.Module, a.Callable = mod, call
+}
+
+// appSetting reads the app key f (other than module, static,
+// cache_control and dir) into a, or reports it as unknown.
+func (l *loader) appSetting(a *App, where string, f entry) {
+	w := join(where, f.name)
+	switch f.name {
+	case "python":
+		s, ok := l.str(w, f.val)
+		if !ok {
+			return
+		}
+		if strings.TrimSpace(s) == "" {
+			l.errorf(f.val, "%s: must not be empty", w)
+			return
+		}
+		a.Python = s
+	case "workers":
+		a.Workers = l.count(w, f.val, a.Workers)
+	case "threads":
+		a.Threads = l.count(w, f.val, a.Threads)
+	case "env":
+		l.env(w, f.val, a.Env)
+	case "reload":
+		a.Reload = l.boolean(w, f.val)
+	case "timeout":
+		a.Timeout = l.duration(w, f.val, a.Timeout)
+	case "queue_timeout":
+		a.QueueTimeout = l.duration(w, f.val, a.QueueTimeout)
+	case "start_timeout":
+		a.StartTimeout = l.duration(w, f.val, a.StartTimeout)
+	case "max_requests":
+		a.MaxRequests = l.intRange(w, f.val, 0, 0, 1<<40)
+	case "max_requests_jitter":
+		a.MaxRequestsJitter = l.intRange(w, f.val, 0, 0, 1<<40)
+	case "queue":
+		a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
+	case "max_rss":
+		a.MaxRSS = l.size(w, f.val, 0, true)
+	default:
+		l.unknownKey(where, f.key, f.name, appKeys)
+	}
+}
+
+// headerValue reads a string to send as an HTTP header value: not empty,
+// and without control characters (CR and LF would split the header).
+func (l *loader) headerValue(where string, n *yaml.Node) string {
+	s, ok := l.str(where, n)
+	switch {
+	case !ok:
+	case strings.TrimSpace(s) == "":
+		l.errorf(n, "%s: must not be empty (leave the key out to send no header)", where)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		l.errorf(n, "%s: must not contain control characters, got %q", where, s)
+	default:
+		return s
+	}
+	return ""
 }
 
 // limits walks the top-level limits mapping into lim.

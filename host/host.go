@@ -441,7 +441,7 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 func (h *Host) startApp(def config.App) *appRuntime {
 	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name)}
 	if def.Static != "" {
-		st, err := newStaticFiles(def.Static)
+		st, err := newStaticFiles(def.Static, def.CacheControl)
 		if err != nil {
 			h.log.Error().Err(err).Str("app", def.Name).Msg("static folder; its mounts answer 503")
 			rt.failReason = fmt.Sprintf("app %q: %v", def.Name, err)

@@ -15,20 +15,22 @@ import (
 // ETag and Last-Modified with conditional GET, Range requests and a
 // Content-Type from the file name (all from http.ServeContent). It never
 // lists a folder (a folder serves its index.html or 404), never serves a
-// name starting with "." (.git, .env), and never leaves the folder: the
-// path is cleaned, and files are opened through an os.Root, which refuses
-// ".." and symlinks that lead outside.
+// name starting with "." (.git, .env) other than a top-level .well-known
+// (RFC 8615: ACME challenges, security.txt), and never leaves the folder:
+// the path is cleaned, and files are opened through an os.Root, which
+// refuses ".." and symlinks that lead outside.
 type staticFiles struct {
-	root *os.Root
-	dir  string
+	root         *os.Root
+	dir          string
+	cacheControl string // sent with every file served; "" for none
 }
 
-func newStaticFiles(dir string) (*staticFiles, error) {
+func newStaticFiles(dir, cacheControl string) (*staticFiles, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("static folder: %w", err)
 	}
-	return &staticFiles{root: root, dir: dir}, nil
+	return &staticFiles{root: root, dir: dir, cacheControl: cacheControl}, nil
 }
 
 // Close releases the folder.
@@ -50,11 +52,9 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 	if name == "" {
 		name = "."
 	}
-	for _, seg := range strings.Split(name, "/") {
-		if strings.HasPrefix(seg, ".") && seg != "." {
-			http.NotFound(w, r)
-			return
-		}
+	if hidden(name) {
+		http.NotFound(w, r)
+		return
 	}
 	f, fi, err := s.open(name)
 	if err == nil && fi.IsDir() {
@@ -75,6 +75,10 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		return
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	if s.cacheControl != "" {
+		// On 200, 206 and 304; ServeContent drops it from its errors.
+		w.Header().Set("Cache-Control", s.cacheControl)
+	}
 	dropEmptySuffixRanges(r.Header, fi.Size())
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
@@ -108,6 +112,17 @@ func dropEmptySuffixRanges(h http.Header, size int64) {
 	default:
 		h.Set("Range", "bytes="+strings.Join(kept, ","))
 	}
+}
+
+// hidden reports whether the cleaned relative path name has a segment
+// that starts with ".", other than "." itself and a first ".well-known".
+func hidden(name string) bool {
+	for i, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && !(i == 0 && seg == ".well-known") {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *staticFiles) open(name string) (*os.File, fs.FileInfo, error) {
