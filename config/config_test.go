@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +107,9 @@ func TestParseGood(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "admin.token"), []byte("  0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	abs := filepath.Join(root, "blog") // for an absolute dir:
 	path := filepath.Join(root, "gowsgi.yaml")
@@ -301,6 +305,28 @@ mounts:
 					{Key: "/", Prefix: "/", App: "assets", Pos: pos(7, 3)},
 					{Key: "/p", Prefix: "/p", App: "plain", Pos: pos(8, 3)},
 				},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
+		{
+			name: "admin with a token file",
+			yaml: `
+listeners: [":8000"]
+apps:
+  hello: {module: hello}
+mounts:
+  /: hello
+admin:
+  token_file: admin.token
+  addr: "unix:admin.sock"
+`,
+			want: &Config{
+				Listeners: []Listener{tcp(":8000", 2, 13)},
+				Apps:      []*App{defaultApp("hello", 4, 3)},
+				Mounts:    []Mount{{Key: "/", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
+				Admin: &Listener{Addr: "unix:admin.sock", Network: "unix", Address: filepath.Join(root, "admin.sock"),
+					Mode: DefaultSocketMode, Pos: pos(9, 9)},
+				AdminToken:      "0123456789abcdef0123456789abcdef",
 				ShutdownTimeout: 30 * time.Second,
 			},
 		},
@@ -696,5 +722,24 @@ func TestParseManyMergesWithinBudget(t *testing.T) {
 	last := cfg.Apps[len(cfg.Apps)-1]
 	if len(cfg.Apps) != apps+3 || last.Workers != 2 || last.MaxRSS != 1<<30 || last.Threads != 2 || last.Python != "py1999" {
 		t.Errorf("got %d apps, the last %+v", len(cfg.Apps), last)
+	}
+}
+
+// TestSecretNeverPrints: printing or encoding a config never shows the
+// admin token.
+func TestSecretNeverPrints(t *testing.T) {
+	const tok = "0123456789abcdef-secret"
+	c := Config{AdminToken: tok}
+	j, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%s", c.AdminToken), string(j)} {
+		if strings.Contains(s, tok) || !strings.Contains(s, "[redacted]") {
+			t.Errorf("printed as %s", s)
+		}
+	}
+	if string(c.AdminToken) != tok {
+		t.Errorf("string(AdminToken) = %q", string(c.AdminToken))
 	}
 }

@@ -43,6 +43,7 @@ var (
 	limitKeys    = []string{"max_body", "max_header_bytes", "read_header_timeout", "idle_timeout"}
 	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode"}
 	tlsKeys      = []string{"cert", "key"}
+	adminKeys    = []string{"addr", "token_file"}
 	appKeys      = []string{"module", "static", "cache_control", "dir", "python", "workers", "threads", "env", "reload",
 		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout"}
 )
@@ -414,7 +415,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.logConfig(logE.val, &cfg.Log)
 	}
 	if admin != nil {
-		cfg.Admin = l.admin(admin.val)
+		cfg.Admin, cfg.AdminToken = l.admin(admin.val)
 	}
 	if n := l.section(root, listeners, "listeners", yaml.SequenceNode, "listener", "a list of addresses"); n != nil {
 		cfg.Listeners = l.listeners(n)
@@ -434,7 +435,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		_, akey, _ := parseListenAddr(cfg.Admin.Addr, l.base)
 		for _, ln := range cfg.Listeners {
 			if _, key, _ := parseListenAddr(ln.Addr, l.base); key == akey && !strings.HasSuffix(key, ":0") {
-				l.errorf(admin.val, "admin: %q is already a listener's address (at %s)", cfg.Admin.Addr, ln.Pos)
+				l.errs = append(l.errs, &Error{Pos: cfg.Admin.Pos, Msg: fmt.Sprintf("admin: %q is already a listener's address (at %s)", cfg.Admin.Addr, ln.Pos)})
 			}
 		}
 	}
@@ -478,28 +479,75 @@ func (l *loader) logConfig(n *yaml.Node, lc *Log) {
 	}
 }
 
-// admin reads the admin listener's address: "host:port" or "unix:/path".
-// It returns nil for null (no admin listener) or after a problem.
-func (l *loader) admin(n *yaml.Node) *Listener {
+// admin reads the admin listener: its address, "host:port" or
+// "unix:/path", or a mapping with addr and token_file. It returns a nil
+// listener for null (no admin listener) or after a problem.
+func (l *loader) admin(n *yaml.Node) (*Listener, Secret) {
 	v := deref(n)
 	if isNull(v) {
-		return nil
+		return nil, ""
 	}
-	s, ok := l.str("admin", n)
+	where, addr, token := "admin", n, Secret("")
+	if v.Kind == yaml.MappingNode {
+		where, addr = "admin.addr", nil
+		for _, f := range l.entries("admin", v) {
+			switch f.name {
+			case "addr":
+				addr = f.val
+			case "token_file":
+				token = l.tokenFile("admin.token_file", f.val)
+			default:
+				l.unknownKey("admin", f.key, f.name, adminKeys)
+			}
+		}
+		if addr == nil {
+			l.errorf(n, "admin: missing required key \"addr\"")
+			return nil, ""
+		}
+	}
+	s, ok := l.str(where, addr)
 	if !ok {
-		return nil
+		return nil, ""
 	}
 	ln, _, problem := parseListenAddr(s, l.base)
 	if problem != "" {
-		l.errorf(n, "admin: invalid address %q: %s", s, problem)
-		return nil
+		l.errorf(addr, "%s: invalid address %q: %s", where, s, problem)
+		return nil, ""
 	}
-	ln.Pos = l.pos(n)
+	ln.Pos = l.pos(addr)
 	if ln.Network == "unix" && !strings.HasPrefix(ln.Address, "@") {
 		ln.Mode = DefaultSocketMode
 	}
-	return &ln
+	return &ln, token
 }
+
+// MinTokenLength is the shortest admin token accepted.
+const MinTokenLength = 16
+
+// tokenFile reads a bearer token from the file named in n: its contents
+// without surrounding whitespace, at least MinTokenLength characters of
+// RFC 6750's token68 alphabet. Messages never show the token.
+func (l *loader) tokenFile(where string, n *yaml.Node) Secret {
+	path, data, ok := l.readFile(where, n)
+	if !ok {
+		return ""
+	}
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case len(tok) < MinTokenLength:
+		l.errorf(n, "%s: the token in %q is %d characters long; use at least %d (e.g. the output of \"openssl rand -hex 32\")",
+			where, path, len(tok), MinTokenLength)
+	case !token68RE.MatchString(tok):
+		l.errorf(n, "%s: the token in %q must be one line of letters, digits and - . _ ~ + / (then optional =), as a Bearer token is",
+			where, path)
+	default:
+		return Secret(tok)
+	}
+	return ""
+}
+
+// token68RE is RFC 6750's b64token (RFC 9110's token68).
+var token68RE = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
 
 // section checks a required top-level list or mapping and returns it, or
 // nil after reporting that it is missing, empty or of the wrong kind.

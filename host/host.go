@@ -195,7 +195,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 
 	// The admin listener first, so that /healthz and /readyz answer while
 	// the apps of the first config start.
-	admin, err := h.openAdmin(cfg.Admin)
+	admin, err := h.openAdmin(cfg.Admin, cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("admin listener %s: %w", cfg.Admin.Addr, err)
 	}
@@ -394,6 +394,10 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			adminChange = strings.TrimPrefix(adminChange+", opened "+admin.ln.Addr().String(), ", ")
 		}
 		h.admin = admin
+	}
+	if admin != nil {
+		admin.setToken(cfg.AdminToken) // a kept listener takes the new token now
+		admin.warnIfExposed(log)
 	}
 	added, removed := mountChanges(h.cfg, cfg)
 	h.apps = next
