@@ -32,7 +32,23 @@ type Config struct {
 	// Admin is the address of the admin listener (metrics, status,
 	// health): "host:port" or "unix:/path"; nil when not set (off).
 	Admin *Listener
+	// AdminToken, read from admin.token_file, is the bearer token every
+	// admin request but the health probes must carry; "" for none.
+	AdminToken Secret
 }
+
+// Secret is a string that never prints: fmt and encoders show
+// "[redacted]". Convert it to string to use it.
+type Secret string
+
+// String returns "[redacted]".
+func (Secret) String() string { return "[redacted]" }
+
+// GoString returns "[redacted]" quoted, for %#v.
+func (Secret) GoString() string { return `"[redacted]"` }
+
+// MarshalText returns "[redacted]".
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // Log configures logging.
 type Log struct {
@@ -188,6 +204,9 @@ type App struct {
 	// Static, if set, makes this app a folder of files the host serves
 	// itself (absolute path); the Python settings are then unused.
 	Static string
+	// CacheControl, for a static app, is sent as the Cache-Control header
+	// of the files it serves; "" sends none.
+	CacheControl string
 	// Reload replaces the app's workers (gracefully) when a .py file under
 	// Dir changes; for development.
 	Reload bool

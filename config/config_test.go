@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +107,9 @@ func TestParseGood(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "admin.token"), []byte("  0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	abs := filepath.Join(root, "blog") // for an absolute dir:
 	path := filepath.Join(root, "gowsgi.yaml")
@@ -275,6 +279,54 @@ mounts:
 					{Key: "/a", Prefix: "/a", App: "alpha", Pos: pos(17, 3)},
 					{Key: "/m", Prefix: "/m", App: "mid", Pos: pos(18, 3)},
 				},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
+		{
+			name: "static apps and cache_control",
+			yaml: `
+listeners: [":8000"]
+apps:
+  assets: {static: site, cache_control: "public, max-age=31536000, immutable"}
+  plain: {static: ./site/}
+mounts:
+  /: assets
+  /p: plain
+`,
+			want: &Config{
+				Listeners: []Listener{tcp(":8000", 2, 13)},
+				Apps: []*App{
+					{Name: "assets", Callable: "application", Dir: root, Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{},
+						Static: filepath.Join(root, "site"), CacheControl: "public, max-age=31536000, immutable", Pos: pos(4, 3)},
+					{Name: "plain", Callable: "application", Dir: root, Python: "python3", Workers: 1, Threads: 1, Env: map[string]string{},
+						Static: filepath.Join(root, "site"), Pos: pos(5, 3)},
+				},
+				Mounts: []Mount{
+					{Key: "/", Prefix: "/", App: "assets", Pos: pos(7, 3)},
+					{Key: "/p", Prefix: "/p", App: "plain", Pos: pos(8, 3)},
+				},
+				ShutdownTimeout: 30 * time.Second,
+			},
+		},
+		{
+			name: "admin with a token file",
+			yaml: `
+listeners: [":8000"]
+apps:
+  hello: {module: hello}
+mounts:
+  /: hello
+admin:
+  token_file: admin.token
+  addr: "unix:admin.sock"
+`,
+			want: &Config{
+				Listeners: []Listener{tcp(":8000", 2, 13)},
+				Apps:      []*App{defaultApp("hello", 4, 3)},
+				Mounts:    []Mount{{Key: "/", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
+				Admin: &Listener{Addr: "unix:admin.sock", Network: "unix", Address: filepath.Join(root, "admin.sock"),
+					Mode: DefaultSocketMode, Pos: pos(9, 9)},
+				AdminToken:      "0123456789abcdef0123456789abcdef",
 				ShutdownTimeout: 30 * time.Second,
 			},
 		},
@@ -660,5 +712,46 @@ func TestConfigApp(t *testing.T) {
 	}
 	if got := c.App("c"); got != nil {
 		t.Errorf("App(c) = %v, want nil", got)
+	}
+}
+
+// TestParseManyMergesWithinBudget: the bound on merge expansion
+// (maxEntries) leaves room for large configs that share settings through
+// nested merges.
+func TestParseManyMergesWithinBudget(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("listeners: [\":8000\"]\napps:\n  base: &base {module: hello, threads: 2, timeout: 10s, queue: 10}\n" +
+		"  web: &web {<<: *base, workers: 2, env: {A: '1', B: '2'}}\n  big: &big {<<: [*web, *base], max_rss: 1GiB}\n")
+	const apps = 2000
+	for i := range apps {
+		fmt.Fprintf(&b, "  app%d: {<<: [*big, *web], python: py%d}\n", i, i)
+	}
+	b.WriteString("mounts:\n  /: app0\n")
+	cfg, err := Parse(filepath.Join(t.TempDir(), "gowsgi.yaml"), []byte(b.String()))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	last := cfg.Apps[len(cfg.Apps)-1]
+	if len(cfg.Apps) != apps+3 || last.Workers != 2 || last.MaxRSS != 1<<30 || last.Threads != 2 || last.Python != "py1999" {
+		t.Errorf("got %d apps, the last %+v", len(cfg.Apps), last)
+	}
+}
+
+// TestSecretNeverPrints: printing or encoding a config never shows the
+// admin token.
+func TestSecretNeverPrints(t *testing.T) {
+	const tok = "0123456789abcdef-secret"
+	c := Config{AdminToken: tok}
+	j, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%s", c.AdminToken), string(j)} {
+		if strings.Contains(s, tok) || !strings.Contains(s, "[redacted]") {
+			t.Errorf("printed as %s", s)
+		}
+	}
+	if string(c.AdminToken) != tok {
+		t.Errorf("string(AdminToken) = %q", string(c.AdminToken))
 	}
 }

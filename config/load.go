@@ -44,7 +44,8 @@ var (
 		"body_timeout", "send_timeout", "body_memory", "max_spool"}
 	listenerKeys = []string{"addr", "tls", "h2c", "forwarded_allow_ips", "mode", "max_connections"}
 	tlsKeys      = []string{"cert", "key"}
-	appKeys      = []string{"module", "static", "dir", "python", "workers", "threads", "env", "reload",
+	adminKeys    = []string{"addr", "token_file"}
+	appKeys      = []string{"module", "static", "cache_control", "dir", "python", "workers", "threads", "env", "reload",
 		"timeout", "max_requests", "max_requests_jitter", "max_rss", "queue", "queue_timeout", "start_timeout", "max_request_time"}
 )
 
@@ -75,17 +76,33 @@ func Parse(path string, data []byte) (*Config, error) {
 	if root := l.decode(data); root != nil {
 		cfg = l.config(root)
 	}
+	if l.overBudget != nil {
+		// What else was found came from a partial walk: misleading.
+		return nil, Errors{l.overBudget}
+	}
 	if len(l.errs) > 0 {
 		return nil, l.sorted()
 	}
 	return cfg, nil
 }
 
+// maxEntries bounds the key/value pairs one Parse may walk (a mapping and
+// an item of a "<<" list count as one more each). Each "<<" merge walks
+// the mapping it merges again, so aliases of mappings that merge others
+// multiply: nine levels of nine merges in 641 bytes are 9^9 pairs. A
+// config of a thousand apps merging twenty keys each walks some 20,000;
+// past this bound, loading stops with one error, in about 0.1 s.
+const maxEntries = 1_000_000
+
 // loader holds the state of one Parse call.
 type loader struct {
 	file string // path as given, for positions
 	base string // absolute folder of the config file
 	errs Errors
+
+	walked     int    // key/value pairs walked, merged ones included
+	mergeDepth int    // "<<" merges being expanded, nested
+	overBudget *Error // set once walked passes maxEntries
 }
 
 // pos returns the position of n in the file.
@@ -266,6 +283,12 @@ type entry struct {
 // expanding "<<" merge keys (explicit keys win). Non-string and duplicate
 // keys are reported and skipped.
 func (l *loader) entries(where string, m *yaml.Node) []entry {
+	if l.walked += 1 + len(m.Content)/2; l.walked > maxEntries {
+		if l.overBudget == nil && l.mergeDepth == 0 {
+			l.tooLarge(where, m, false)
+		}
+		return nil
+	}
 	var out, merged []entry
 	seen := make(map[string]*yaml.Node)
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -276,7 +299,11 @@ func (l *loader) entries(where string, m *yaml.Node) []entry {
 			continue
 		}
 		if kd.ShortTag() == "!!merge" {
+			l.mergeDepth++
 			merged = append(merged, l.mergeEntries(where, v)...)
+			if l.mergeDepth--; l.mergeDepth == 0 && l.walked > maxEntries && l.overBudget == nil {
+				l.tooLarge(where, k, true)
+			}
 			continue
 		}
 		if first, dup := seen[kd.Value]; dup {
@@ -295,6 +322,17 @@ func (l *loader) entries(where string, m *yaml.Node) []entry {
 	return out
 }
 
+// tooLarge records that the walk passed maxEntries at n: the outermost
+// "<<" key whose expansion passed it (merge), or the mapping where it did.
+func (l *loader) tooLarge(where string, n *yaml.Node, merge bool) {
+	what := "the config has"
+	if merge {
+		what = "this \"<<\" merge expands to"
+	}
+	l.overBudget = &Error{Pos: l.pos(n), Msg: fmt.Sprintf("%s%s more than %d keys "+
+		"(merges of aliases that merge others multiply); config refused", field(where), what, maxEntries)}
+}
+
 // mergeEntries returns the pairs a "<<" merge key brings in: those of a
 // mapping, or of a list of mappings (earlier mappings win).
 func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
@@ -303,6 +341,7 @@ func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
 	case yaml.MappingNode:
 		return l.entries(where, vd)
 	case yaml.SequenceNode:
+		l.walked += len(vd.Content)
 		var out []entry
 		seen := make(map[string]bool)
 		for _, item := range vd.Content {
@@ -377,7 +416,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.logConfig(logE.val, &cfg.Log)
 	}
 	if admin != nil {
-		cfg.Admin = l.admin(admin.val)
+		cfg.Admin, cfg.AdminToken = l.admin(admin.val)
 	}
 	if n := l.section(root, listeners, "listeners", yaml.SequenceNode, "listener", "a list of addresses"); n != nil {
 		cfg.Listeners = l.listeners(n)
@@ -397,7 +436,7 @@ func (l *loader) config(root *yaml.Node) *Config {
 		_, akey, _ := parseListenAddr(cfg.Admin.Addr, l.base)
 		for _, ln := range cfg.Listeners {
 			if _, key, _ := parseListenAddr(ln.Addr, l.base); key == akey && !strings.HasSuffix(key, ":0") {
-				l.errorf(admin.val, "admin: %q is already a listener's address (at %s)", cfg.Admin.Addr, ln.Pos)
+				l.errs = append(l.errs, &Error{Pos: cfg.Admin.Pos, Msg: fmt.Sprintf("admin: %q is already a listener's address (at %s)", cfg.Admin.Addr, ln.Pos)})
 			}
 		}
 	}
@@ -441,28 +480,75 @@ func (l *loader) logConfig(n *yaml.Node, lc *Log) {
 	}
 }
 
-// admin reads the admin listener's address: "host:port" or "unix:/path".
-// It returns nil for null (no admin listener) or after a problem.
-func (l *loader) admin(n *yaml.Node) *Listener {
+// admin reads the admin listener: its address, "host:port" or
+// "unix:/path", or a mapping with addr and token_file. It returns a nil
+// listener for null (no admin listener) or after a problem.
+func (l *loader) admin(n *yaml.Node) (*Listener, Secret) {
 	v := deref(n)
 	if isNull(v) {
-		return nil
+		return nil, ""
 	}
-	s, ok := l.str("admin", n)
+	where, addr, token := "admin", n, Secret("")
+	if v.Kind == yaml.MappingNode {
+		where, addr = "admin.addr", nil
+		for _, f := range l.entries("admin", v) {
+			switch f.name {
+			case "addr":
+				addr = f.val
+			case "token_file":
+				token = l.tokenFile("admin.token_file", f.val)
+			default:
+				l.unknownKey("admin", f.key, f.name, adminKeys)
+			}
+		}
+		if addr == nil {
+			l.errorf(n, "admin: missing required key \"addr\"")
+			return nil, ""
+		}
+	}
+	s, ok := l.str(where, addr)
 	if !ok {
-		return nil
+		return nil, ""
 	}
 	ln, _, problem := parseListenAddr(s, l.base)
 	if problem != "" {
-		l.errorf(n, "admin: invalid address %q: %s", s, problem)
-		return nil
+		l.errorf(addr, "%s: invalid address %q: %s", where, s, problem)
+		return nil, ""
 	}
-	ln.Pos = l.pos(n)
+	ln.Pos = l.pos(addr)
 	if ln.Network == "unix" && !strings.HasPrefix(ln.Address, "@") {
 		ln.Mode = DefaultSocketMode
 	}
-	return &ln
+	return &ln, token
 }
+
+// MinTokenLength is the shortest admin token accepted.
+const MinTokenLength = 16
+
+// tokenFile reads a bearer token from the file named in n: its contents
+// without surrounding whitespace, at least MinTokenLength characters of
+// RFC 6750's token68 alphabet. Messages never show the token.
+func (l *loader) tokenFile(where string, n *yaml.Node) Secret {
+	path, data, ok := l.readFile(where, n)
+	if !ok {
+		return ""
+	}
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case len(tok) < MinTokenLength:
+		l.errorf(n, "%s: the token in %q is %d characters long; use at least %d (e.g. the output of \"openssl rand -hex 32\")",
+			where, path, len(tok), MinTokenLength)
+	case !token68RE.MatchString(tok):
+		l.errorf(n, "%s: the token in %q must be one line of letters, digits and - . _ ~ + / (then optional =), as a Bearer token is",
+			where, path)
+	default:
+		return Secret(tok)
+	}
+	return ""
+}
+
+// token68RE is RFC 6750's b64token (RFC 9110's token68).
+var token68RE = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
 
 // section checks a required top-level list or mapping and returns it, or
 // nil after reporting that it is missing, empty or of the wrong kind.
@@ -924,80 +1010,117 @@ func (l *loader) app(where string, e entry) *App {
 		return a
 	}
 	var hasModule, hasDir bool
-	var staticNode *yaml.Node
+	var staticKey, cacheKey *yaml.Node
 	for _, f := range l.entries(where, v) {
 		w := join(where, f.name)
 		switch f.name {
 		case "module":
 			hasModule = true
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
-			}
-			mod, call, problem := parseModule(s)
-			if problem != "" {
-				l.errorf(f.val, "%s: invalid module %q: %s", w, s, problem)
-				continue
-			}
-			a.Module, a.Callable = mod, call
+			l.appModule(a, w, f.val)
 		case "static":
-			staticNode = f.key
+			staticKey = f.key
 			if d, ok := l.dir(w, f.val); ok {
 				a.Static = d
 			}
+		case "cache_control":
+			cacheKey = f.key
+			a.CacheControl = l.headerValue(w, f.val)
 		case "dir":
 			hasDir = true
 			if d, ok := l.dir(w, f.val); ok {
 				a.Dir = d
 			}
-		case "python":
-			s, ok := l.str(w, f.val)
-			if !ok {
-				continue
-			}
-			if strings.TrimSpace(s) == "" {
-				l.errorf(f.val, "%s: must not be empty", w)
-				continue
-			}
-			a.Python = s
-		case "workers":
-			a.Workers = l.count(w, f.val, a.Workers)
-		case "threads":
-			a.Threads = l.count(w, f.val, a.Threads)
-		case "env":
-			l.env(w, f.val, a.Env)
-		case "reload":
-			a.Reload = l.boolean(w, f.val)
-		case "timeout":
-			a.Timeout = l.duration(w, f.val, a.Timeout)
-		case "queue_timeout":
-			a.QueueTimeout = l.duration(w, f.val, a.QueueTimeout)
-		case "start_timeout":
-			a.StartTimeout = l.duration(w, f.val, a.StartTimeout)
-		case "max_requests":
-			a.MaxRequests = l.intRange(w, f.val, 0, 0, 1<<40)
-		case "max_requests_jitter":
-			a.MaxRequestsJitter = l.intRange(w, f.val, 0, 0, 1<<40)
-		case "queue":
-			a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
-		case "max_rss":
-			a.MaxRSS = l.size(w, f.val, 0, true)
-		case "max_request_time":
-			a.MaxRequestTime = l.duration(w, f.val, 0)
 		default:
-			l.unknownKey(where, f.key, f.name, appKeys)
+			l.appSetting(a, where, f)
 		}
 	}
 	switch {
-	case staticNode != nil && hasModule:
-		l.errorf(staticNode, "%s: an app is either a module or a static folder, not both", where)
-	case staticNode == nil && !hasModule:
+	case staticKey != nil && hasModule:
+		l.errorf(staticKey, "%s: an app is either a module or a static folder, not both", where)
+	case staticKey == nil && !hasModule:
 		l.errorf(e.key, "%s: missing required key \"module\" (or \"static\" for a folder of files)", where)
+	}
+	if cacheKey != nil && staticKey == nil {
+		l.errorf(cacheKey, "%s: only a static app has cache_control (a WSGI app sets its own Cache-Control)", join(where, "cache_control"))
 	}
 	if !hasDir {
 		l.checkDir(e.key, where+": default dir (the config file's folder)", a.Dir)
 	}
 	return a
+}
+
+// appModule reads an app's module ("pkg.mod:callable") into a.
+func (l *loader) appModule(a *App, where string, n *yaml.Node) {
+	s, ok := l.str(where, n)
+	if !ok {
+		return
+	}
+	mod, call, problem := parseModule(s)
+	if problem != "" {
+		l.errorf(n, "%s: invalid module %q: %s", where, s, problem)
+		return
+	}
+	a.Module, a.Callable = mod, call
+}
+
+// appSetting reads the app key f (other than module, static,
+// cache_control and dir) into a, or reports it as unknown.
+func (l *loader) appSetting(a *App, where string, f entry) {
+	w := join(where, f.name)
+	switch f.name {
+	case "python":
+		s, ok := l.str(w, f.val)
+		if !ok {
+			return
+		}
+		if strings.TrimSpace(s) == "" {
+			l.errorf(f.val, "%s: must not be empty", w)
+			return
+		}
+		a.Python = s
+	case "workers":
+		a.Workers = l.count(w, f.val, a.Workers)
+	case "threads":
+		a.Threads = l.count(w, f.val, a.Threads)
+	case "env":
+		l.env(w, f.val, a.Env)
+	case "reload":
+		a.Reload = l.boolean(w, f.val)
+	case "timeout":
+		a.Timeout = l.duration(w, f.val, a.Timeout)
+	case "queue_timeout":
+		a.QueueTimeout = l.duration(w, f.val, a.QueueTimeout)
+	case "start_timeout":
+		a.StartTimeout = l.duration(w, f.val, a.StartTimeout)
+	case "max_requests":
+		a.MaxRequests = l.intRange(w, f.val, 0, 0, 1<<40)
+	case "max_requests_jitter":
+		a.MaxRequestsJitter = l.intRange(w, f.val, 0, 0, 1<<40)
+	case "queue":
+		a.Queue = l.intRange(w, f.val, a.Queue, 0, 1<<24)
+	case "max_rss":
+		a.MaxRSS = l.size(w, f.val, 0, true)
+	case "max_request_time":
+		a.MaxRequestTime = l.duration(w, f.val, 0)
+	default:
+		l.unknownKey(where, f.key, f.name, appKeys)
+	}
+}
+
+// headerValue reads a string to send as an HTTP header value: not empty,
+// and without control characters (CR and LF would split the header).
+func (l *loader) headerValue(where string, n *yaml.Node) string {
+	s, ok := l.str(where, n)
+	switch {
+	case !ok:
+	case strings.TrimSpace(s) == "":
+		l.errorf(n, "%s: must not be empty (leave the key out to send no header)", where)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		l.errorf(n, "%s: must not contain control characters, got %q", where, s)
+	default:
+		return s
+	}
+	return ""
 }
 
 // limits walks the top-level limits mapping into lim.

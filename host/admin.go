@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -9,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 
 	"github.com/gowsgi/gowsgi/config"
 )
@@ -20,16 +24,72 @@ import (
 // and a status page at /. It is kept across reloads while its address
 // does not change.
 type adminServer struct {
-	key  string // network:address, as the config's listeners are keyed
-	addr string // as configured
-	ln   net.Listener
-	srv  *http.Server
+	key   string // network:address, as the config's listeners are keyed
+	addr  string // as configured
+	ln    net.Listener
+	srv   *http.Server
+	token atomic.Pointer[[sha256.Size]byte] // SHA-256 of the bearer token; nil: none
+}
+
+// setToken makes token ("" for none) the one requests must carry.
+func (a *adminServer) setToken(token config.Secret) {
+	if token == "" {
+		a.token.Store(nil)
+		return
+	}
+	sum := sha256.Sum256([]byte(token))
+	a.token.Store(&sum)
+}
+
+// authorize lets a request through to next if the server has no token,
+// if it carries "Authorization: Bearer TOKEN", or if it is a health probe
+// (/healthz, /readyz: kubelets and load balancers send no token). Others
+// get 401 with "WWW-Authenticate: Bearer".
+func (a *adminServer) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := a.token.Load()
+		if want == nil || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || bearerIs(r.Header.Get("Authorization"), want) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "401 Unauthorized: send Authorization: Bearer <the token of admin.token_file>", http.StatusUnauthorized)
+	})
+}
+
+// bearerIs reports whether the Authorization header value carries the
+// bearer token whose SHA-256 is want. Hashing first makes the comparison
+// take the same time whatever the token's length and content.
+func bearerIs(authorization string, want *[sha256.Size]byte) bool {
+	scheme, token, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// warnIfExposed warns when the admin listener can be reached from other
+// hosts: it is bound to neither a loopback address nor a unix socket.
+func (a *adminServer) warnIfExposed(log zerolog.Logger) {
+	addr, ok := a.ln.Addr().(*net.TCPAddr)
+	if !ok || addr.IP.IsLoopback() {
+		return
+	}
+	ev := log.Warn().Str("admin", a.addr).Str("bound", addr.String())
+	if a.token.Load() == nil {
+		ev.Msg("the admin listener is reachable from other hosts and has no token: anyone who can connect reads " +
+			"/status and /metrics; bind it to 127.0.0.1 or a unix socket, or set admin.token_file")
+		return
+	}
+	ev.Msg("the admin listener is reachable from other hosts; its token travels in clear text (no TLS), so keep it on a private network")
 }
 
 // openAdmin returns the admin server for lc: the running one if its
-// address did not change, a new one (listening) otherwise, or nil when lc
-// is nil. It does not touch h.admin.
-func (h *Host) openAdmin(lc *config.Listener) (*adminServer, error) {
+// address did not change, a new one (listening, with token) otherwise, or
+// nil when lc is nil. It does not touch h.admin, nor the running one's
+// token.
+func (h *Host) openAdmin(lc *config.Listener, token config.Secret) (*adminServer, error) {
 	if lc == nil {
 		return nil, nil
 	}
@@ -52,8 +112,9 @@ func (h *Host) openAdmin(lc *config.Listener) (*adminServer, error) {
 		return nil, err
 	}
 	a := &adminServer{key: key, addr: lc.Addr, ln: ln}
+	a.setToken(token)
 	a.srv = &http.Server{
-		Handler:           h.AdminHandler(),
+		Handler:           a.authorize(h.AdminHandler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          log.New(debugWriter{h.log}, "", 0),

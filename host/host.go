@@ -200,7 +200,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 
 	// The admin listener first, so that /healthz and /readyz answer while
 	// the apps of the first config start.
-	admin, err := h.openAdmin(cfg.Admin)
+	admin, err := h.openAdmin(cfg.Admin, cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("admin listener %s: %w", cfg.Admin.Addr, err)
 	}
@@ -400,6 +400,10 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		}
 		h.admin = admin
 	}
+	if admin != nil {
+		admin.setToken(cfg.AdminToken) // a kept listener takes the new token now
+		admin.warnIfExposed(log)
+	}
 	added, removed := mountChanges(h.cfg, cfg)
 	h.apps = next
 	h.listeners = nextLn
@@ -446,7 +450,7 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 func (h *Host) startApp(def config.App) *appRuntime {
 	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name)}
 	if def.Static != "" {
-		st, err := newStaticFiles(def.Static)
+		st, err := newStaticFiles(def.Static, def.CacheControl)
 		if err != nil {
 			h.log.Error().Err(err).Str("app", def.Name).Msg("static folder; its mounts answer 503")
 			rt.failReason = fmt.Sprintf("app %q: %v", def.Name, err)

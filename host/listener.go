@@ -173,6 +173,27 @@ func (l *listener) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 	return nil, errors.New("no certificate")
 }
 
+// readAheadSlop is what net/http adds to Server.MaxHeaderBytes when it
+// reads a request's head: it stops reading from the connection after
+// MaxHeaderBytes + 4096 bytes (initialReadLimitSize in net/http's
+// server.go) and answers 431 if the head has not ended by then.
+const readAheadSlop = 4096
+
+// exactHeaderLimit is the smallest limits.max_header_bytes enforced to the
+// byte over HTTP/1.1. Server.MaxHeaderBytes also sets the HTTP/2 header
+// list limit (to MaxHeaderBytes + 320), which it must not cut to a few
+// hundred bytes: below this, MaxHeaderBytes stays at least min(limit,
+// 4096), so that a small limit is never looser than net/http alone makes
+// it, nor HTTP/2 tighter.
+const exactHeaderLimit = 2 * readAheadSlop
+
+// serverMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
+// HTTP/1.1 limit on a request's line and headers exactly limit bytes from
+// exactHeaderLimit up; below, min(limit + 4096, exactHeaderLimit).
+func serverMaxHeaderBytes(limit int) int {
+	return max(limit-readAheadSlop, min(limit, readAheadSlop))
+}
+
 // newServer returns an HTTP server for listener l with the given settings.
 // Its requests carry l in their context (see viewRequest).
 func (h *Host) newServer(l *listener, st serverSettings) *http.Server {
@@ -182,7 +203,7 @@ func (h *Host) newServer(l *listener, st serverSettings) *http.Server {
 	srv := &http.Server{
 		ReadHeaderTimeout: st.limits.ReadHeaderTimeout,
 		IdleTimeout:       st.limits.IdleTimeout,
-		MaxHeaderBytes:    st.limits.MaxHeaderBytes,
+		MaxHeaderBytes:    serverMaxHeaderBytes(st.limits.MaxHeaderBytes),
 		ErrorLog:          log.New(debugWriter{h.log}, "", 0),
 		BaseContext: func(net.Listener) context.Context {
 			return context.WithValue(context.Background(), listenerKey{}, l)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -14,20 +15,22 @@ import (
 // ETag and Last-Modified with conditional GET, Range requests and a
 // Content-Type from the file name (all from http.ServeContent). It never
 // lists a folder (a folder serves its index.html or 404), never serves a
-// name starting with "." (.git, .env), and never leaves the folder: the
-// path is cleaned, and files are opened through an os.Root, which refuses
-// ".." and symlinks that lead outside.
+// name starting with "." (.git, .env) other than a top-level .well-known
+// (RFC 8615: ACME challenges, security.txt), and never leaves the folder:
+// the path is cleaned, and files are opened through an os.Root, which
+// refuses ".." and symlinks that lead outside.
 type staticFiles struct {
-	root *os.Root
-	dir  string
+	root         *os.Root
+	dir          string
+	cacheControl string // sent with every file served; "" for none
 }
 
-func newStaticFiles(dir string) (*staticFiles, error) {
+func newStaticFiles(dir, cacheControl string) (*staticFiles, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("static folder: %w", err)
 	}
-	return &staticFiles{root: root, dir: dir}, nil
+	return &staticFiles{root: root, dir: dir, cacheControl: cacheControl}, nil
 }
 
 // Close releases the folder.
@@ -40,15 +43,18 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		http.Error(w, "405 Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if strings.IndexByte(pathInfo, 0) >= 0 {
+		// No file name holds a NUL; the system would refuse it (a 500).
+		http.Error(w, "400 Bad Request: NUL in the path", http.StatusBadRequest)
+		return
+	}
 	name := strings.TrimPrefix(path.Clean("/"+pathInfo), "/")
 	if name == "" {
 		name = "."
 	}
-	for _, seg := range strings.Split(name, "/") {
-		if strings.HasPrefix(seg, ".") && seg != "." {
-			http.NotFound(w, r)
-			return
-		}
+	if hidden(name) {
+		http.NotFound(w, r)
+		return
 	}
 	f, fi, err := s.open(name)
 	if err == nil && fi.IsDir() {
@@ -69,7 +75,54 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		return
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	if s.cacheControl != "" {
+		// On 200, 206 and 304; ServeContent drops it from its errors.
+		w.Header().Set("Cache-Control", s.cacheControl)
+	}
+	dropEmptySuffixRanges(r.Header, fi.Size())
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// dropEmptySuffixRanges removes from a Range header the suffix ranges of
+// no bytes ("bytes=-0", or any "-N" of an empty file), which RFC 9110
+// section 14.1.2 calls unsatisfiable but http.ServeContent answers with 206
+// and a backwards Content-Range ("bytes 22-21/22"). If no range is left,
+// the header asks for one past the end, which ServeContent answers with
+// 416 and "Content-Range: bytes */SIZE" (If-Range still applies first),
+// or for an empty file with 200 and the (empty) file.
+func dropEmptySuffixRanges(h http.Header, size int64) {
+	spec, ok := strings.CutPrefix(h.Get("Range"), "bytes=")
+	if !ok {
+		return
+	}
+	ranges := strings.Split(spec, ",")
+	var kept []string
+	for _, ra := range ranges {
+		start, end, _ := strings.Cut(ra, "-")
+		n, err := strconv.ParseInt(strings.TrimSpace(end), 10, 64)
+		if strings.TrimSpace(start) == "" && err == nil && n >= 0 && (n == 0 || size == 0) {
+			continue
+		}
+		kept = append(kept, ra)
+	}
+	switch {
+	case len(kept) == len(ranges):
+	case len(kept) == 0:
+		h.Set("Range", fmt.Sprintf("bytes=%d-", size))
+	default:
+		h.Set("Range", "bytes="+strings.Join(kept, ","))
+	}
+}
+
+// hidden reports whether the cleaned relative path name has a segment
+// that starts with ".", other than "." itself and a first ".well-known".
+func hidden(name string) bool {
+	for i, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && !(i == 0 && seg == ".well-known") {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *staticFiles) open(name string) (*os.File, fs.FileInfo, error) {

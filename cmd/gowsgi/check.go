@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -16,24 +18,44 @@ import (
 	"github.com/gowsgi/gowsgi/worker"
 )
 
-// check validates the config at cfgPath, then imports every app in a
-// throwaway worker, all at once, and reports to stdout in config order. It
-// opens no listener. It returns the exit code: 0 if every app loaded.
+// check validates the config at cfgPath, then checks every app: a static
+// app's folder must be a readable directory, any other app must import in
+// a throwaway worker. It checks as many apps at once as there are CPUs,
+// reports to stdout in config order, and opens no listener. It returns
+// the exit code: 0 if every app passed.
 func check(cfgPath string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	return checkApps(cfg.Apps, runtime.NumCPU(), checkOne, stdout)
+}
+
+// checkOne checks one app, static or WSGI.
+func checkOne(app *config.App) (bool, string) {
+	if app.Static != "" {
+		return checkStatic(app)
+	}
+	return checkApp(app)
+}
+
+// checkApps runs checkOne on every app, at most parallel at a time, and
+// prints each report in the order of apps as soon as it and those before
+// it are done. It returns 0 if every app passed, else 1.
+func checkApps(apps []*config.App, parallel int, checkOne func(*config.App) (bool, string), stdout io.Writer) int {
 	type result struct {
 		ok     bool
 		report string
 	}
-	results := make([]chan result, len(cfg.Apps))
-	for i, app := range cfg.Apps {
+	results := make([]chan result, len(apps))
+	slots := make(chan struct{}, max(parallel, 1))
+	for i, app := range apps {
 		results[i] = make(chan result, 1)
 		go func() {
-			ok, report := checkApp(app)
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			ok, report := checkOne(app)
 			results[i] <- result{ok, report}
 		}()
 	}
@@ -46,6 +68,38 @@ func check(cfgPath string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, r.report)
 	}
 	return code
+}
+
+// checkStatic reports whether a static app's folder is a directory the
+// host can list and open files in.
+func checkStatic(app *config.App) (bool, string) {
+	err := readableDir(app.Static)
+	if err == nil {
+		return true, fmt.Sprintf("app %s: OK (static %s)\n", app.Name, app.Static)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "app %s: FAILED\n", app.Name)
+	indent(&b, err.Error(), "    ")
+	return false, b.String()
+}
+
+// readableDir returns why dir is not a folder the host can serve: it
+// opens it as the host does (an os.Root) and lists it.
+func readableDir(dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("static folder: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open(".")
+	if err != nil {
+		return fmt.Errorf("static folder %s: %w", dir, err)
+	}
+	defer f.Close()
+	if _, err := f.ReadDir(1); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("static folder %s: %w", dir, err)
+	}
+	return nil
 }
 
 // checkApp starts one worker for app, closes it, and reports whether the

@@ -50,10 +50,11 @@ serve: serves the Python WSGI apps of a gowsgi.yaml on its listeners.
   SIGHUP, or a change to the config file (unless -watch=false): reload.
 
 check: validates the config (each problem printed as file:line:col: ...),
-  then imports every app in a throwaway worker, in parallel, and prints one
-  line per app in config order: "app NAME: OK (module M, python P)", or
-  "app NAME: FAILED" and the traceback. Opens no listener. For CI pipelines
-  and pre-deploy hooks.
+  then imports every app in a throwaway worker, as many at once as there
+  are CPUs (a static app: checks that its folder can be read), and prints
+  one line per app in config order: "app NAME: OK (module M, python P)" or
+  "app NAME: OK (static DIR)", or "app NAME: FAILED" and the traceback.
+  Opens no listener. For CI pipelines and pre-deploy hooks.
 
 Exit codes:
   0  clean shutdown, check passed, help

@@ -386,13 +386,16 @@ listeners: ["`+busy.Addr().String()+`", "unix:`+sock+`"]
 apps:
   basic: {module: basic, dir: {{apps}}, python: {{python}}, workers: 3}
   threaded: {module: "basic:application", dir: {{apps}}, python: {{python}}, threads: 4, env: {X: "1"}}
+  assets: {static: .}
 mounts:
   "/": basic
   "/t": threaded
+  "/static": assets
 `)
 	stdout, stderr, code := runGowsgi(t, "check", "-c", path)
 	want := fmt.Sprintf("app basic: OK (module basic:application, python %[1]s)\n"+
-		"app threaded: OK (module basic:application, python %[1]s)\n", checkedPython())
+		"app threaded: OK (module basic:application, python %[1]s)\n"+
+		"app assets: OK (static %[2]s)\n", checkedPython(), dir)
 	if code != 0 || stdout != want {
 		t.Errorf("check: exit %d, want 0\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, stdout, want, stderr)
 	}
