@@ -102,7 +102,7 @@ func (h *Host) serve(w *accessWriter, r *http.Request, rs *reqState, id string) 
 		return
 	}
 	if app.pool == nil {
-		http.Error(w, "503 Service Unavailable: "+app.failReason, http.StatusServiceUnavailable)
+		http.Error(w, "503 Service Unavailable: the app failed to load; see the server log", http.StatusServiceUnavailable)
 		return
 	}
 	defer app.pool.leave()
