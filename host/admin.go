@@ -71,15 +71,9 @@ func (a *adminServer) close(timeout time.Duration) {
 	}
 }
 
-// AdminAddr is the bound address of the admin listener, or nil.
-func (h *Host) AdminAddr() net.Addr {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.admin == nil {
-		return nil
-	}
-	return h.admin.ln.Addr()
-}
+// AdminAddr is the bound address of the admin listener of the generation
+// being served, or nil. It does not wait for a reload in progress.
+func (h *Host) AdminAddr() net.Addr { return h.gen.Load().admin }
 
 //go:embed status.html
 var statusPage []byte
@@ -95,18 +89,20 @@ func (h *Host) AdminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(h.Status())
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	live := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
-	})
+	}
+	mux.HandleFunc("GET /healthz", live)
+	mux.HandleFunc("GET /livez", live)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		switch {
-		case h.ready.Load():
-			w.Write([]byte("ready\n"))
 		case h.stopping.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case h.ready.Load():
+			w.Write([]byte("ready\n"))
 		default:
 			http.Error(w, "starting: no config applied yet", http.StatusServiceUnavailable)
 		}
@@ -164,7 +160,7 @@ func (h *Host) Status() Status {
 	gen := h.gen.Load()
 	now := time.Now()
 	st := Status{
-		Generation: gen.id, Ready: h.ready.Load(), Started: h.started, Uptime: now.Sub(h.started).Seconds(),
+		Generation: gen.id, Ready: h.isReady(), Started: h.started, Uptime: now.Sub(h.started).Seconds(),
 		Listeners: gen.listeners, Mounts: []mountStatus{}, Apps: []appStatus{},
 	}
 	if st.Listeners == nil {
@@ -176,8 +172,8 @@ func (h *Host) Status() Status {
 		st.LastReload = &lr
 	}
 	h.statusMu.Unlock()
-	if a := h.AdminAddr(); a != nil {
-		st.Admin = a.String()
+	if gen.admin != nil {
+		st.Admin = gen.admin.String()
 	}
 	mountsOf := map[string][]string{}
 	if gen.cfg != nil {

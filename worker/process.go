@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"context"
 	_ "embed"
 	"encoding/binary"
 	"errors"
@@ -52,6 +53,9 @@ type Spec struct {
 	Bodies *BodyArena
 	// Log receives the process's stdout and stderr, line by line.
 	Log zerolog.Logger
+	// Context, if not nil, abandons a Start in progress when it ends: the
+	// importing process is killed and Start returns the context's error.
+	Context context.Context
 }
 
 // LoadError is an app that failed to load in its worker.
@@ -208,9 +212,18 @@ func Start(spec *Spec) (*Process, error) {
 	fr := &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
 	p.fds = fr
 	br := bufio.NewReaderSize(fr, 64<<10)
+	ctx := spec.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	abandon := context.AfterFunc(ctx, p.kill) // ends the read below
 	f, err := ReadFrame(br)
 	conn.SetReadDeadline(time.Time{})
 	switch {
+	case !abandon(): // ctx ended: the process is killed
+		<-p.exited
+		conn.Close()
+		return nil, fmt.Errorf("app %q: start abandoned: %w", spec.App, ctx.Err())
 	case err != nil:
 		p.kill()
 		<-p.exited
