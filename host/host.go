@@ -44,6 +44,7 @@ type Host struct {
 	started  time.Time
 	ready    atomic.Bool // a config is applied (see isReady)
 	stopping atomic.Bool // the shutdown began
+	cutting  atomic.Bool // the shutdown timeout passed: connections are being cut
 	logHook  func(config.Log)
 
 	// life ends when the shutdown begins: it abandons a reload in
@@ -554,6 +555,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			l.ln.Close()
 			if err := l.server().srv.Shutdown(ctx); err != nil {
+				h.cutting.Store(true) // for the access lines of the requests cut
 				l.server().srv.Close()
 			}
 		}()

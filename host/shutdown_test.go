@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // importingPid waits until the import of testdata/apps/gated.py with its
@@ -120,5 +122,46 @@ func TestShutdownCancelsReload(t *testing.T) {
 	waitFor(t, func() bool { return processGone(pid) }, "the importing process to be gone")
 	if exists(gate, "imported") {
 		t.Error("the importing process went on after Shutdown")
+	}
+}
+
+// TestShutdownCutRequestLogged: a request still running when the shutdown
+// timeout ends is cut by the host; its access line says so (503, cut:
+// shutdown) rather than blaming the client (499).
+func TestShutdownCutRequestLogged(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, observeConfig)
+	cut := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(th.URL + "/app/slow?s=30")
+		if err == nil {
+			resp.Body.Close()
+		}
+		cut <- err
+	}()
+	waitFor(t, func() bool { return th.Status().Apps[0].InFlight == 1 }, "the slow request to run")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no time for requests in flight: they are cut
+	th.Shutdown(ctx)
+	if err := <-cut; err == nil {
+		t.Error("the request in flight got a response")
+	}
+	var line map[string]any
+	waitFor(t, func() bool {
+		for _, m := range th.accessLines() {
+			if m["path"] == "/app/slow" {
+				line = m
+				return true
+			}
+		}
+		return false
+	}, "the access line of the cut request")
+	if line["status"] != 503.0 || line["cut"] != "shutdown" {
+		t.Errorf("access line of a request cut at shutdown: %v, want status 503 and cut: shutdown", line)
+	}
+	var m dto.Metric
+	th.metrics.requests.WithLabelValues("basic", "503").Write(&m)
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("requests_total{basic,503} = %v, want 1", got)
 	}
 }
