@@ -93,6 +93,7 @@ type appRuntime struct {
 	failReason string
 	stopWatch  func() // ends the reload: true watcher, if any
 	m          *appMetrics
+	health     *appHealth // its errors, for /status
 }
 
 // serving reports whether the runtime can answer requests.
@@ -481,12 +482,13 @@ func (h *Host) discard(next map[string]*appRuntime) {
 
 // startApp starts an app's pool; on failure the runtime carries the reason.
 func (h *Host) startApp(def config.App) *appRuntime {
-	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name)}
+	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name), health: newAppHealth(def.StartTimeout)}
 	if def.Static != "" {
 		st, err := newStaticFiles(def.Static)
 		if err != nil {
 			h.log.Error().Err(err).Str("app", def.Name).Msg("static folder; its mounts answer 503")
 			rt.failReason = fmt.Sprintf("app %q: %v", def.Name, err)
+			rt.health.record(rt.failReason, time.Now())
 			return rt
 		}
 		h.log.Info().Str("app", def.Name).Str("static", def.Static).Msg("app started")
@@ -499,7 +501,7 @@ func (h *Host) startApp(def config.App) *appRuntime {
 		Context: h.life,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
-	pl, err := startPool(spec, def, log, func(reason string) { rt.m.restarted(h.metrics, reason) })
+	pl, err := startPool(spec, def, h.poolLog(def.Name, rt.health), func(reason string) { rt.m.restarted(h.metrics, reason) })
 	if err != nil {
 		var le *worker.LoadError
 		switch {
@@ -513,6 +515,7 @@ func (h *Host) startApp(def config.App) *appRuntime {
 			log.Error().Err(err).Msg("app failed to start; its mounts answer 503")
 			rt.failReason = err.Error()
 		}
+		rt.health.record(rt.failReason, time.Now())
 		return rt
 	}
 	log.Info().Ints("pids", pl.Pids()).Msg("app started")

@@ -3,7 +3,8 @@
 The folder $GOWSGI_TEST_GATE gets the file "importing" (holding the
 importing process's pid) when the import begins; the import then waits
 until a file "release" appears there (or $GOWSGI_TEST_GATE_CAP seconds,
-default 15, pass) and writes "imported" when it goes on.
+default 15, pass) and writes "imported" when it goes on. A request for
+/crash kills the worker.
 """
 import os
 import time
@@ -19,5 +20,7 @@ open(os.path.join(_gate, "imported"), "w").close()
 
 
 def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/crash":
+        os._exit(1)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"gated"]
