@@ -64,15 +64,7 @@ func TestEnvironContentLength(t *testing.T) {
 	}
 	t.Run("HTTP/2 without content-length", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", th.URL+"/environ", unknownLength{strings.NewReader("hello h2")})
-		resp, err := h2cClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var env map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-			t.Fatal(err)
-		}
+		_, env := doEnviron(t, h2cClient(), req)
 		checkEnv(t, "h2", env, map[string]string{"SERVER_PROTOCOL": "HTTP/2.0", "CONTENT_LENGTH": "8", "body_len": "8"})
 		if _, ok := env["HTTP_CONTENT_LENGTH"]; ok {
 			t.Error("HTTP_CONTENT_LENGTH in the environ")

@@ -223,38 +223,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	}
 
 	// Apps: reuse the unchanged, start the new and changed ones in parallel.
-	next := map[string]*appRuntime{}
-	var started []*appRuntime
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, a := range cfg.Apps {
-		def := *a
-		def.Pos = config.Pos{}
-		old := h.apps[a.Name]
-		if old != nil && old.serving() && reflect.DeepEqual(old.def, def) && a.Name != force {
-			mu.Lock()
-			next[a.Name] = old
-			mu.Unlock()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt := h.startApp(def)
-			mu.Lock()
-			defer mu.Unlock()
-			if !rt.serving() && old != nil && old.serving() {
-				log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
-				next[def.Name] = old
-				return
-			}
-			next[def.Name] = rt
-			if rt.pool != nil {
-				started = append(started, rt)
-			}
-		}()
-	}
-	wg.Wait()
+	next, started := h.startApps(cfg, force, log)
 	if h.life.Err() != nil {
 		h.discard(next)
 		closeNewAdmin()
@@ -458,6 +427,47 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 	slices.Sort(added)
 	slices.Sort(removed)
 	return added, removed
+}
+
+// startApps returns the runtimes of cfg's apps: those of h.apps whose
+// definition did not change (unless named force) as they are, and the new
+// and changed ones started in parallel, an old version kept where its new
+// one failed to start. started lists the runtimes with a new pool.
+func (h *Host) startApps(cfg *config.Config, force string, log zerolog.Logger) (next map[string]*appRuntime, started []*appRuntime) {
+	next = map[string]*appRuntime{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, a := range cfg.Apps {
+		def := *a
+		def.Pos = config.Pos{}
+		old := h.apps[a.Name]
+		if old != nil && old.serving() && reflect.DeepEqual(old.def, def) && a.Name != force {
+			mu.Lock()
+			next[a.Name] = old
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := h.startApp(def)
+			mu.Lock()
+			defer mu.Unlock()
+			if !rt.serving() && old != nil && old.serving() {
+				if h.life.Err() == nil {
+					log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
+				}
+				next[def.Name] = old
+				return
+			}
+			next[def.Name] = rt
+			if rt.pool != nil {
+				started = append(started, rt)
+			}
+		}()
+	}
+	wg.Wait()
+	return next, started
 }
 
 // discard stops the runtimes of next that a reload started (those not in

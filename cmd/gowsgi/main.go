@@ -266,8 +266,17 @@ func serve(o *serveOpts) int {
 		log.Info().Str("addr", a.String()).Msg("admin listening")
 	}
 
+	serveUntilStopped(h, o, sig, log)
+	return 0
+}
+
+// serveUntilStopped reloads the config on SIGHUP and, unless -watch=false,
+// when its file changes, until SIGINT or SIGTERM; then it shuts the host
+// down.
+func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, log zerolog.Logger) {
 	stopWatch := func() {}
 	if o.watch {
+		var err error
 		if stopWatch, err = h.WatchConfig(o.cfgPath); err != nil {
 			log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
 			stopWatch = func() {}
@@ -281,7 +290,7 @@ func serve(o *serveOpts) int {
 		case <-sig.quit:
 			stopWatch()
 			stop(h, log)
-			return 0
+			return
 		}
 	}
 }
