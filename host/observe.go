@@ -143,7 +143,7 @@ func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app
 	// A request whose connection ended while it ran was cut by the host
 	// if the shutdown timeout had passed (the connections still open are
 	// closed then), else the client went away.
-	cut := r.Context().Err() != nil && h.cutting.Load()
+	cut := h.cutting.Load() && r.Context().Err() != nil
 	if status == 0 {
 		// Nothing was written: the client went away, the host cut the
 		// connection, or the handler aborted; net/http sends 200 for an
