@@ -132,15 +132,9 @@ func (a *adminServer) close(timeout time.Duration) {
 	}
 }
 
-// AdminAddr is the bound address of the admin listener, or nil.
-func (h *Host) AdminAddr() net.Addr {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.admin == nil {
-		return nil
-	}
-	return h.admin.ln.Addr()
-}
+// AdminAddr is the bound address of the admin listener of the generation
+// being served, or nil. It does not wait for a reload in progress.
+func (h *Host) AdminAddr() net.Addr { return h.gen.Load().admin }
 
 //go:embed status.html
 var statusPage []byte
@@ -156,18 +150,20 @@ func (h *Host) AdminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(h.Status())
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	live := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
-	})
+	}
+	mux.HandleFunc("GET /healthz", live)
+	mux.HandleFunc("GET /livez", live)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		switch {
-		case h.ready.Load():
-			w.Write([]byte("ready\n"))
 		case h.stopping.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case h.ready.Load():
+			w.Write([]byte("ready\n"))
 		default:
 			http.Error(w, "starting: no config applied yet", http.StatusServiceUnavailable)
 		}
@@ -207,25 +203,28 @@ type mountStatus struct {
 }
 
 type appStatus struct {
-	Name     string         `json:"name"`
-	Kind     string         `json:"kind"`  // wsgi or static
-	State    string         `json:"state"` // serving or failed
-	Error    string         `json:"error,omitempty"`
-	Module   string         `json:"module,omitempty"`
-	Static   string         `json:"static,omitempty"`
-	Mounts   []string       `json:"mounts"`
-	Requests uint64         `json:"requests"` // answered since the host started
-	InFlight int            `json:"in_flight"`
-	Queued   int            `json:"queued"`
-	Workers  []workerStatus `json:"workers"`
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"`            // wsgi or static
+	State     string         `json:"state"`           // serving, starting, failing or failed
+	Since     time.Time      `json:"since,omitzero"`  // starting, failing, failed: since its first error
+	Error     string         `json:"error,omitempty"` // failed: why it did not load; failing: its last error
+	LastError *lastError     `json:"last_error,omitempty"`
+	Module    string         `json:"module,omitempty"`
+	Static    string         `json:"static,omitempty"`
+	Mounts    []string       `json:"mounts"`
+	Requests  uint64         `json:"requests"` // answered since the host started
+	InFlight  int            `json:"in_flight"`
+	Queued    int            `json:"queued"`
+	Workers   []workerStatus `json:"workers"`
 }
 
-// Status returns the host's state as /status reports it.
+// Status returns the host's state as /status reports it: that of the
+// generation being served, without waiting for a reload in progress.
 func (h *Host) Status() Status {
 	gen := h.gen.Load()
 	now := time.Now()
 	st := Status{
-		Generation: gen.id, Ready: h.ready.Load(), Started: h.started, Uptime: now.Sub(h.started).Seconds(),
+		Generation: gen.id, Ready: h.isReady(), Started: h.started, Uptime: now.Sub(h.started).Seconds(),
 		Listeners: gen.listeners, Mounts: []mountStatus{}, Apps: []appStatus{},
 	}
 	if st.Listeners == nil {
@@ -237,8 +236,8 @@ func (h *Host) Status() Status {
 		st.LastReload = &lr
 	}
 	h.statusMu.Unlock()
-	if a := h.AdminAddr(); a != nil {
-		st.Admin = a.String()
+	if gen.admin != nil {
+		st.Admin = gen.admin.String()
 	}
 	mountsOf := map[string][]string{}
 	if gen.cfg != nil {
@@ -249,29 +248,41 @@ func (h *Host) Status() Status {
 		}
 	}
 	for _, rt := range gen.apps {
-		a := appStatus{Name: rt.name, Kind: "wsgi", State: "serving", Module: rt.def.Module + ":" + rt.def.Callable,
-			Mounts: mountsOf[rt.name], Requests: rt.m.served.Load(), Workers: []workerStatus{}}
-		if a.Mounts == nil {
-			a.Mounts = []string{}
-		}
-		if rt.def.Static != "" {
-			a.Kind, a.Module, a.Static = "static", "", rt.def.Static
-		}
-		if !rt.serving() {
-			a.State, a.Error = "failed", rt.failReason
-		}
-		if rt.pool != nil {
-			ps := rt.pool.snapshot()
-			a.InFlight, a.Queued = ps.inFlight, ps.queued
-			for _, w := range ps.workers {
-				if w.Pid != 0 {
-					w.RSS = rss(w.Pid)
-					w.Uptime = now.Sub(w.Started).Seconds()
-				}
-				a.Workers = append(a.Workers, w)
-			}
-		}
-		st.Apps = append(st.Apps, a)
+		st.Apps = append(st.Apps, rt.status(mountsOf[rt.name], now))
 	}
 	return st
+}
+
+// status returns the app as /status shows it.
+func (rt *appRuntime) status(mounts []string, now time.Time) appStatus {
+	a := appStatus{Name: rt.name, Kind: "wsgi", Module: rt.def.Module + ":" + rt.def.Callable,
+		Mounts: mounts, Requests: rt.m.served.Load(), Workers: []workerStatus{}}
+	if a.Mounts == nil {
+		a.Mounts = []string{}
+	}
+	if rt.def.Static != "" {
+		a.Kind, a.Module, a.Static = "static", "", rt.def.Static
+	}
+	var ps *poolSnapshot
+	if rt.pool != nil {
+		snap := rt.pool.snapshot()
+		ps = &snap
+		a.InFlight, a.Queued = ps.inFlight, ps.queued
+		for _, w := range ps.workers {
+			if w.Pid != 0 {
+				w.RSS = rss(w.Pid)
+				w.Uptime = now.Sub(w.Started).Seconds()
+			}
+			a.Workers = append(a.Workers, w)
+		}
+	}
+	as := rt.state(ps)
+	a.State, a.Since, a.LastError = as.state, as.since, as.last
+	switch {
+	case as.state == stateFailed:
+		a.Error = rt.failReason
+	case as.state == stateFailing && as.last != nil:
+		a.Error = as.last.Message
+	}
+	return a
 }

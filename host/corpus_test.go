@@ -406,6 +406,15 @@ func checkEcho(t *testing.T, n int, want *corpusReq, got *echoed) {
 	vals := map[string][]string{}
 	var keys []string
 	for _, h := range want.Headers {
+		if h[0] == "TRANSFER-ENCODING" {
+			// The host has de-chunked the body: the app gets its size as
+			// CONTENT_LENGTH instead (as from waitress).
+			check("CONTENT_LENGTH", strconv.Itoa(len(want.Body.B64)))
+			if v, ok := env["HTTP_TRANSFER_ENCODING"]; ok {
+				t.Errorf("request %d: environ[HTTP_TRANSFER_ENCODING] = %q, want none", n, v)
+			}
+			continue
+		}
 		k := "HTTP_" + strings.ReplaceAll(h[0], "-", "_")
 		if h[0] == "CONTENT-TYPE" || h[0] == "CONTENT-LENGTH" {
 			k = strings.ReplaceAll(h[0], "-", "_")

@@ -98,7 +98,7 @@ func (h *Host) serve(w *accessWriter, r *http.Request, rs *reqState, id string) 
 		return
 	}
 	if app.pool == nil {
-		http.Error(w, "503 Service Unavailable: "+app.failReason, http.StatusServiceUnavailable)
+		http.Error(w, "503 Service Unavailable: the app failed to load; see the server log", http.StatusServiceUnavailable)
 		return
 	}
 	defer app.pool.leave()
@@ -250,40 +250,27 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 	env.Str("REMOTE_ADDR", cv.remoteAddr)
 	env.Str("REMOTE_PORT", cv.remotePort)
 
-	serverName, serverPort := cv.host, ""
-	if h, p, err := net.SplitHostPort(cv.host); err == nil {
-		serverName, serverPort = h, p
-	}
-	if serverName == "" {
-		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-			if h, p, err := net.SplitHostPort(la.String()); err == nil {
-				serverName, serverPort = h, p
-			} else {
-				serverName = "localhost"
-			}
-		}
-	}
-	if serverPort == "" {
-		serverPort = "80"
-		if scheme == "https" {
-			serverPort = "443"
-		}
-	}
+	serverName, serverPort := serverAddr(r, cv.host, scheme)
 	env.Str("SERVER_NAME", serverName)
 	env.Str("SERVER_PORT", serverPort)
 
 	if ct, ok := r.Header["Content-Type"]; ok && len(ct) > 0 {
 		env.Str("CONTENT_TYPE", ct[0])
 	}
-	if r.ContentLength >= 0 && len(r.TransferEncoding) == 0 {
+	// The host has read the whole body: its size is known even when the
+	// request did not say it (chunked, or HTTP/2 without content-length),
+	// and Transfer-Encoding, which no longer applies, is not passed on
+	// (as waitress does). No body and no Content-Length: no CONTENT_LENGTH
+	// (RFC 3875 section 4.1.2).
+	if r.ContentLength != 0 || r.Header["Content-Length"] != nil {
 		env.Str("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
 	}
 	if cv.host != "" {
 		env.Str("HTTP_HOST", cv.host)
 	}
-	if len(r.TransferEncoding) > 0 {
-		// net/http moves the header out of r.Header.
-		env.Str("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ", "))
+	if len(r.Trailer) > 0 && r.Header["Trailer"] == nil {
+		// net/http moves the announced trailer names out of r.Header.
+		env.Str("HTTP_TRAILER", trailerNames(r.Trailer))
 	}
 	env.Str("HTTP_X_REQUEST_ID", id)
 	var keyBuf []byte
@@ -313,4 +300,48 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 		env.Str(string(keyBuf), value)
 	}
 	return cv.remoteAddr
+}
+
+// trailerNames lists the names of a request's trailers, sorted.
+func trailerNames(t http.Header) string {
+	names := make([]string, 0, len(t))
+	for k := range t {
+		i := len(names)
+		names = append(names, k)
+		for ; i > 0 && names[i-1] > k; i-- {
+			names[i] = names[i-1]
+		}
+		names[i] = k
+	}
+	return strings.Join(names, ", ")
+}
+
+// serverAddr returns SERVER_NAME and SERVER_PORT: from host (HTTP_HOST),
+// else from the address the connection came in on, the port defaulting to
+// the scheme's. An IPv6 literal keeps its brackets, with a port or without
+// (RFC 3875 section 4.1.14).
+func serverAddr(r *http.Request, host, scheme string) (name, port string) {
+	name = host
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		name, port = h, p
+	}
+	if name == "" {
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if h, p, err := net.SplitHostPort(la.String()); err == nil {
+				name, port = h, p
+			} else {
+				name = "localhost"
+			}
+		}
+	}
+	if strings.IndexByte(name, ':') >= 0 && !strings.HasPrefix(name, "[") {
+		name = "[" + name + "]"
+	}
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	return name, port
 }

@@ -42,9 +42,15 @@ type Host struct {
 
 	metrics  *metrics
 	started  time.Time
-	ready    atomic.Bool // a config is applied and the host is not shutting down
-	stopping atomic.Bool // Shutdown began
+	ready    atomic.Bool // a config is applied (see isReady)
+	stopping atomic.Bool // the shutdown began
+	cutting  atomic.Bool // the shutdown timeout passed: connections are being cut
 	logHook  func(config.Log)
+
+	// life ends when the shutdown begins: it abandons a reload in
+	// progress, killing the workers still importing its apps.
+	life    context.Context
+	endLife context.CancelFunc
 
 	statusMu   sync.Mutex
 	lastReload reloadStatus
@@ -73,6 +79,7 @@ type generation struct {
 	cfg       *config.Config   // nil before the first Apply
 	apps      []*appRuntime    // by name
 	listeners []listenerStatus // by address
+	admin     net.Addr         // the admin listener's, or nil
 }
 
 // listenerStatus is a listener as /status shows it.
@@ -91,6 +98,7 @@ type appRuntime struct {
 	failReason string
 	stopWatch  func() // ends the reload: true watcher, if any
 	m          *appMetrics
+	health     *appHealth // its errors, for /status
 }
 
 // serving reports whether the runtime can answer requests.
@@ -99,6 +107,7 @@ func (rt *appRuntime) serving() bool { return rt.pool != nil || rt.static != nil
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
 	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}, started: time.Now()}
+	h.life, h.endLife = context.WithCancel(context.Background())
 	h.metrics = newMetrics(h)
 	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits, access: true})
 	return h
@@ -146,15 +155,18 @@ func (h *Host) Addrs() map[string]net.Addr {
 	return addrs
 }
 
-// ShutdownTimeout is the applied config's shutdown_timeout.
+// ShutdownTimeout is the served config's shutdown_timeout. It does not
+// wait for a reload in progress.
 func (h *Host) ShutdownTimeout() time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cfg == nil {
-		return config.DefaultShutdownTimeout
+	if cfg := h.gen.Load().cfg; cfg != nil {
+		return cfg.ShutdownTimeout
 	}
-	return h.cfg.ShutdownTimeout
+	return config.DefaultShutdownTimeout
 }
+
+// isReady reports whether the host is ready to serve: a config is applied
+// and the shutdown has not begun.
+func (h *Host) isReady() bool { return h.ready.Load() && !h.stopping.Load() }
 
 // Generation returns the number of the config generation being served.
 func (h *Host) Generation() int64 { return h.gen.Load().id }
@@ -186,11 +198,16 @@ func (h *Host) Apply(cfg *config.Config) error {
 	return err
 }
 
+// ErrShuttingDown is the error of a reload refused, or abandoned half
+// way, because the host is shutting down.
+var ErrShuttingDown = errors.New("host is shutting down")
+
 // apply is Apply with h.mu held; the app named force is replaced even if
-// its definition did not change.
+// its definition did not change. When the shutdown begins meanwhile, the
+// apps it was starting are stopped and it returns ErrShuttingDown.
 func (h *Host) apply(cfg *config.Config, force string) error {
-	if h.closed {
-		return errors.New("host is shut down")
+	if h.closed || h.stopping.Load() {
+		return ErrShuttingDown
 	}
 	began := time.Now()
 	log := h.log.With().Int64("generation", h.genID+1).Logger()
@@ -211,38 +228,12 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 	}
 
 	// Apps: reuse the unchanged, start the new and changed ones in parallel.
-	next := map[string]*appRuntime{}
-	var started []*appRuntime
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, a := range cfg.Apps {
-		def := *a
-		def.Pos = config.Pos{}
-		old := h.apps[a.Name]
-		if old != nil && old.serving() && reflect.DeepEqual(old.def, def) && a.Name != force {
-			mu.Lock()
-			next[a.Name] = old
-			mu.Unlock()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt := h.startApp(def)
-			mu.Lock()
-			defer mu.Unlock()
-			if !rt.serving() && old != nil && old.serving() {
-				log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
-				next[def.Name] = old
-				return
-			}
-			next[def.Name] = rt
-			if rt.pool != nil {
-				started = append(started, rt)
-			}
-		}()
+	next, started := h.startApps(cfg, force, log)
+	if h.life.Err() != nil {
+		h.discard(next)
+		closeNewAdmin()
+		return ErrShuttingDown
 	}
-	wg.Wait()
 
 	// Listeners: keep the sockets of unchanged addresses, open the new ones.
 	nextLn := map[string]*listener{}
@@ -260,9 +251,7 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 			for _, l := range opened {
 				l.ln.Close()
 			}
-			for _, rt := range started {
-				go rt.pool.stop(0)
-			}
+			h.discard(next)
 			closeNewAdmin()
 			return fmt.Errorf("listener %s: %w", lc.Addr, err)
 		}
@@ -283,8 +272,11 @@ func (h *Host) apply(cfg *config.Config, force string) error {
 		l := nextLn[key]
 		gen.listeners = append(gen.listeners, listenerStatus{Addr: l.addr, Bound: l.ln.Addr().String(), TLS: lcs[key].TLS != nil})
 	}
+	if admin != nil {
+		gen.admin = admin.ln.Addr()
+	}
 	h.gen.Store(gen)
-	h.ready.Store(!h.stopping.Load())
+	h.ready.Store(true)
 	for _, l := range opened {
 		l.update(lcs[l.key], log)
 		st := settingsOf(lcs[l.key], cfg.Limits)
@@ -446,14 +438,76 @@ func mountChanges(prev, next *config.Config) (added, removed []string) {
 	return added, removed
 }
 
+// startApps returns the runtimes of cfg's apps: those of h.apps whose
+// definition did not change (unless named force) as they are, and the new
+// and changed ones started in parallel, an old version kept where its new
+// one failed to start. started lists the runtimes with a new pool.
+func (h *Host) startApps(cfg *config.Config, force string, log zerolog.Logger) (next map[string]*appRuntime, started []*appRuntime) {
+	next = map[string]*appRuntime{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, a := range cfg.Apps {
+		def := *a
+		def.Pos = config.Pos{}
+		old := h.apps[a.Name]
+		if old != nil && old.serving() && reflect.DeepEqual(old.def, def) && a.Name != force {
+			mu.Lock()
+			next[a.Name] = old
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := h.startApp(def)
+			mu.Lock()
+			defer mu.Unlock()
+			if !rt.serving() && old != nil && old.serving() {
+				if h.life.Err() == nil {
+					log.Error().Str("app", def.Name).Str("reason", rt.failReason).Msg("new version of app failed to start; the old one keeps serving")
+				}
+				next[def.Name] = old
+				return
+			}
+			next[def.Name] = rt
+			if rt.pool != nil {
+				started = append(started, rt)
+			}
+		}()
+	}
+	wg.Wait()
+	return next, started
+}
+
+// discard stops the runtimes of next that a reload started (those not in
+// h.apps), for a reload that will not be applied.
+func (h *Host) discard(next map[string]*appRuntime) {
+	for name, rt := range next {
+		if h.apps[name] == rt {
+			continue
+		}
+		h.draining.Add(1)
+		go func() {
+			defer h.draining.Done()
+			if rt.pool != nil {
+				rt.pool.stop(0)
+			}
+			if rt.static != nil {
+				rt.static.Close()
+			}
+		}()
+	}
+}
+
 // startApp starts an app's pool; on failure the runtime carries the reason.
 func (h *Host) startApp(def config.App) *appRuntime {
-	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name)}
+	rt := &appRuntime{name: def.Name, def: def, m: h.metrics.app(def.Name), health: newAppHealth(def.StartTimeout)}
 	if def.Static != "" {
 		st, err := newStaticFiles(def.Static, def.CacheControl)
 		if err != nil {
 			h.log.Error().Err(err).Str("app", def.Name).Msg("static folder; its mounts answer 503")
 			rt.failReason = fmt.Sprintf("app %q: %v", def.Name, err)
+			rt.health.record(rt.failReason, time.Now())
 			return rt
 		}
 		h.log.Info().Str("app", def.Name).Str("static", def.Static).Msg("app started")
@@ -463,18 +517,24 @@ func (h *Host) startApp(def config.App) *appRuntime {
 	spec := &worker.Spec{
 		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
 		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,
+		Context: h.life,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
-	pl, err := startPool(spec, def, log, func(reason string) { rt.m.restarted(h.metrics, reason) })
+	pl, err := startPool(spec, def, h.poolLog(def.Name, rt.health), func(reason string) { rt.m.restarted(h.metrics, reason) })
 	if err != nil {
 		var le *worker.LoadError
-		if errors.As(err, &le) {
+		switch {
+		case h.life.Err() != nil:
+			log.Info().Err(err).Msg("app start abandoned: shutting down")
+			rt.failReason = err.Error()
+		case errors.As(err, &le):
 			log.Error().Str("traceback", le.Traceback).Msg("app failed to load; its mounts answer 503")
 			rt.failReason = fmt.Sprintf("app %q failed to load: %s", def.Name, le.Reason())
-		} else {
+		default:
 			log.Error().Err(err).Msg("app failed to start; its mounts answer 503")
 			rt.failReason = err.Error()
 		}
+		rt.health.record(rt.failReason, time.Now())
 		return rt
 	}
 	log.Info().Ints("pids", pl.Pids()).Msg("app started")
@@ -482,11 +542,19 @@ func (h *Host) startApp(def config.App) *appRuntime {
 	return rt
 }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
-// then stops every worker.
-func (h *Host) Shutdown(ctx context.Context) error {
+// BeginShutdown starts the shutdown without waiting for anything: /readyz
+// answers 503 from now on, a reload in progress is abandoned (the workers
+// still importing its apps are killed) and no reload is applied any more.
+// Shutdown calls it; calling it again does nothing.
+func (h *Host) BeginShutdown() {
 	h.stopping.Store(true)
-	h.ready.Store(false)
+	h.endLife()
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then stops every worker. A reload in progress is abandoned.
+func (h *Host) Shutdown(ctx context.Context) error {
+	h.BeginShutdown()
 	h.mu.Lock()
 	h.closed = true
 	admin := h.admin
@@ -509,6 +577,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			l.ln.Close()
 			if err := l.server().srv.Shutdown(ctx); err != nil {
+				h.cutting.Store(true) // for the access lines of the requests cut
 				l.server().srv.Close()
 			}
 		}()

@@ -115,27 +115,37 @@ func (m *metrics) forget(name string) {
 }
 
 // poolCollector reports the gauges that are read from the pools when
-// scraped: requests in flight and queued, workers by state.
+// scraped: requests in flight and queued, workers by state, and what each
+// app is doing.
 type poolCollector struct{ h *Host }
 
 var (
 	inFlightDesc = prometheus.NewDesc("gowsgi_requests_in_flight", "Requests being run by a worker, by app.", []string{"app"}, nil)
 	queuedDesc   = prometheus.NewDesc("gowsgi_requests_queued", "Requests waiting for a free worker, by app.", []string{"app"}, nil)
 	workersDesc  = prometheus.NewDesc("gowsgi_workers", "Worker processes by app and state: idle, busy, starting.", []string{"app", "state"}, nil)
+	appStateDesc = prometheus.NewDesc("gowsgi_app_state",
+		"1 for what the app is doing, 0 for the rest: serving, starting (a worker is being replaced), failing (a worker keeps failing; restarts back off) or failed (did not load).",
+		[]string{"app", "state"}, nil)
+	appSinceDesc = prometheus.NewDesc("gowsgi_app_state_since_timestamp_seconds",
+		"When a starting, failing or failed app had the first error of its current run, as a Unix time.", []string{"app"}, nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- inFlightDesc
 	ch <- queuedDesc
 	ch <- workersDesc
+	ch <- appStateDesc
+	ch <- appSinceDesc
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, rt := range c.h.runtimes() {
 		if rt.pool == nil {
+			collectState(ch, rt, nil)
 			continue
 		}
 		st := rt.pool.snapshot()
+		collectState(ch, rt, &st)
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.inFlight), rt.name)
 		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(st.queued), rt.name)
 		counts := map[string]int{"idle": 0, "busy": 0, "starting": 0}
@@ -145,6 +155,21 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		for state, n := range counts {
 			ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), rt.name, state)
 		}
+	}
+}
+
+// collectState reports what the app is doing; ps is its pool's snapshot.
+func collectState(ch chan<- prometheus.Metric, rt *appRuntime, ps *poolSnapshot) {
+	st := rt.state(ps)
+	for _, s := range appStates {
+		v := 0.0
+		if s == st.state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(appStateDesc, prometheus.GaugeValue, v, rt.name, s)
+	}
+	if !st.since.IsZero() {
+		ch <- prometheus.MustNewConstMetric(appSinceDesc, prometheus.GaugeValue, float64(st.since.UnixMilli())/1000, rt.name)
 	}
 }
 

@@ -140,12 +140,21 @@ func newRequestID() string {
 func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app *appRuntime, id string, start time.Time) {
 	d := time.Since(start)
 	status := aw.status
+	// A request whose connection ended while it ran was cut by the host
+	// if the shutdown timeout had passed (the connections still open are
+	// closed then), else the client went away.
+	cut := h.cutting.Load() && r.Context().Err() != nil
 	if status == 0 {
-		// Nothing was written: the client went away, or the handler
-		// aborted; net/http sends 200 for an empty handler.
-		status = http.StatusOK
-		if r.Context().Err() != nil {
+		// Nothing was written: the client went away, the host cut the
+		// connection, or the handler aborted; net/http sends 200 for an
+		// empty handler.
+		switch {
+		case cut:
+			status = http.StatusServiceUnavailable
+		case r.Context().Err() != nil:
 			status = 499 // as nginx logs a client that closed the connection
+		default:
+			status = http.StatusOK
 		}
 	}
 	m := h.metrics.unrouted
@@ -175,6 +184,9 @@ func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app
 		Int64("bytes", aw.bytes).Dur("duration", d)
 	if aw.pid != 0 {
 		ev = ev.Int("pid", aw.pid)
+	}
+	if cut {
+		ev = ev.Str("cut", "shutdown")
 	}
 	ev.Str("remote", remote).Str("request_id", id).Msg("access")
 }

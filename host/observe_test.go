@@ -509,7 +509,7 @@ func TestReadyz(t *testing.T) {
 		th.Shutdown(ctx)
 		close(stopped)
 	}()
-	waitFor(t, func() bool { return !th.ready.Load() }, "shutdown to begin")
+	waitFor(t, func() bool { return !th.isReady() }, "shutdown to begin")
 	resp, body := fetch(t, admin+"/readyz")
 	if resp.StatusCode != 503 {
 		t.Errorf("readyz while draining: %d %s", resp.StatusCode, body)

@@ -416,6 +416,21 @@ func (pl *pool) crashLoopingLocked() bool {
 	return true
 }
 
+// backingOff counts the slots that have no worker and wait to start one
+// after repeated failures (as crashLoopingLocked judges a slot). It only
+// reads, for /status and the metrics.
+func (pl *pool) backingOff() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := 0
+	for _, s := range pl.slots {
+		if s.cur == nil && s.backoff > 200*time.Millisecond {
+			n++
+		}
+	}
+	return n
+}
+
 // release returns a process's place after a request finished, and
 // recycles the process if it reached max_requests or max_rss.
 func (pl *pool) release(pr *proc) {

@@ -28,7 +28,11 @@ func (h *Host) ReloadFile(path string) error {
 		return err
 	}
 	if err := h.Apply(cfg); err != nil {
-		h.log.Error().Err(err).Msg("reload refused; still serving the previous config")
+		if errors.Is(err, ErrShuttingDown) {
+			h.log.Info().Msg("reload abandoned: the host is shutting down")
+		} else {
+			h.log.Error().Err(err).Msg("reload refused; still serving the previous config")
+		}
 		return err
 	}
 	return nil

@@ -192,8 +192,13 @@ mounts:
 	if took := time.Since(written); code != 200 || took > time.Second {
 		t.Errorf("new mount: %d %q after %v, want 200 within 1s", code, body, took)
 	}
-	if code, body := th.get("/newbroken/"); code != 503 || !strings.Contains(body, "import boom") {
-		t.Errorf("brand-new broken app: %d %q, want 503 with the reason", code, body)
+	if code, body := th.get("/newbroken/"); code != 503 || body != appFailedBody {
+		t.Errorf("brand-new broken app: %d %q, want 503 %q", code, body, appFailedBody)
+	}
+	for _, a := range th.Status().Apps {
+		if a.Name == "broken" && !strings.Contains(a.Error, "import boom") {
+			t.Errorf("brand-new broken app in /status: %q, want its reason", a.Error)
+		}
 	}
 	// The app definition did not change in the last edits, so its worker
 	// is the same process; it imported v1 long ago.

@@ -98,10 +98,9 @@ func TestCrashedWorkerIsReplaced(t *testing.T) {
 	}
 }
 
-func TestCrashLoopAnswers503(t *testing.T) {
-	dir := t.TempDir()
-	// Loads fine the first time, then every restart dies at import.
-	os.WriteFile(filepath.Join(dir, "flaky.py"), []byte(`
+// crashLoop is an app module that loads fine the first time, then dies at
+// every import (exit status 3); each request kills its worker.
+const crashLoop = `
 import os
 marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started")
 if os.path.exists(marker):
@@ -109,7 +108,11 @@ if os.path.exists(marker):
 open(marker, "w").close()
 def application(environ, start_response):
     os._exit(1)
-`), 0o644)
+`
+
+func TestCrashLoopAnswers503(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "flaky.py"), []byte(crashLoop), 0o644)
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:

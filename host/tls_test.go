@@ -70,21 +70,29 @@ func getEnviron(t *testing.T, c *http.Client, url string, header http.Header) (*
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return doEnviron(t, c, req)
+}
+
+// doEnviron sends req (to an /environ route) with c and returns the
+// response (body closed) and the environ.
+func doEnviron(t *testing.T, c *http.Client, req *http.Request) (*http.Response, map[string]any) {
+	t.Helper()
+	what := req.Method + " " + req.URL.String()
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+		t.Fatalf("%s: %d %s", what, resp.StatusCode, b)
 	}
 	var env map[string]any
 	if err := json.Unmarshal(b, &env); err != nil {
-		t.Fatalf("GET %s: %v in %s", url, err, b)
+		t.Fatalf("%s: %v in %s", what, err, b)
 	}
 	return resp, env
 }

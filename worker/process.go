@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"context"
 	_ "embed"
 	"encoding/binary"
 	"errors"
@@ -52,6 +53,9 @@ type Spec struct {
 	Bodies *BodyArena
 	// Log receives the process's stdout and stderr, line by line.
 	Log zerolog.Logger
+	// Context, if not nil, abandons a Start in progress when it ends: the
+	// importing process is killed and Start returns the context's error.
+	Context context.Context
 }
 
 // LoadError is an app that failed to load in its worker.
@@ -280,10 +284,17 @@ func (p *Process) awaitReady() error {
 	}
 	p.conn.SetReadDeadline(time.Now().Add(timeout))
 	br := bufio.NewReaderSize(p.fds, 64<<10)
+	ctx := spec.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	abandon := context.AfterFunc(ctx, p.kill) // ends the read below
 	f, err := ReadFrame(br)
 	p.conn.SetReadDeadline(time.Time{})
 	exited := false
 	switch {
+	case !abandon(): // ctx ended: the process is being killed
+		err = fmt.Errorf("app %q: start abandoned: %w", spec.App, ctx.Err())
 	case err == nil && f.Type == FrameReady:
 		if !strings.HasSuffix(string(f.Payload), " bodies") {
 			p.bodies = nil // it could not map the area (it said why on stderr)

@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gowsgi/gowsgi/internal/testpython"
 )
@@ -118,6 +120,27 @@ func TestLoadError(t *testing.T) {
 	}
 	if !strings.Contains(le.Traceback, "Traceback") || le.Reason() != "ModuleNotFoundError: No module named 'no_such_module_xyz'" {
 		t.Errorf("reason %q, traceback:\n%s", le.Reason(), le.Traceback)
+	}
+}
+
+// TestStartAbandoned checks that ending Spec.Context during an import
+// kills the importing process and makes Start return at once.
+func TestStartAbandoned(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(dir+"/slow.py", []byte("import os, time\nopen('importing', 'w').close()\ntime.sleep(60)\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if _, err := os.Stat(dir + "/importing"); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	p, err := Start(&Spec{App: "slow", Python: testpython.Path(), Dir: dir, Module: "slow", Context: ctx})
+	if p != nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("Start = %v, %v; want the start abandoned", p, err)
 	}
 }
 

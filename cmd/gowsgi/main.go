@@ -249,7 +249,13 @@ func serve(o *serveOpts) int {
 			log.WithLevel(max(lvl, zerolog.InfoLevel)).Str("level", lvl.String()).Msg("log level set")
 		}
 	})
+	sig := routeSignals(sigs, h, log)
+	defer sig.stop()
 	if err := h.Apply(cfg); err != nil {
+		if errors.Is(err, host.ErrShuttingDown) { // SIGINT/SIGTERM while the apps started
+			stop(h, log)
+			return 0
+		}
 		log.Error().Err(err).Msg("cannot start")
 		h.Shutdown(context.Background())
 		return 1
@@ -261,30 +267,81 @@ func serve(o *serveOpts) int {
 		log.Info().Str("addr", a.String()).Msg("admin listening")
 	}
 
+	serveUntilStopped(h, o, sig, log)
+	return 0
+}
+
+// serveUntilStopped reloads the config on SIGHUP and, unless -watch=false,
+// when its file changes, until SIGINT or SIGTERM; then it shuts the host
+// down.
+func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, log zerolog.Logger) {
 	stopWatch := func() {}
 	if o.watch {
+		var err error
 		if stopWatch, err = h.WatchConfig(o.cfgPath); err != nil {
 			log.Warn().Err(err).Msg("not watching the config file; reload with SIGHUP")
 			stopWatch = func() {}
 		}
 	}
-
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+	for {
+		select {
+		case <-sig.hup:
 			log.Info().Msg("SIGHUP: reloading the config")
 			h.ReloadFile(o.cfgPath)
-			continue
+		case <-sig.quit:
+			stopWatch()
+			stop(h, log)
+			return
 		}
-		stopWatch()
-		timeout := h.ShutdownTimeout()
-		log.Info().Str("signal", sig.String()).Dur("timeout", timeout).Msg("shutting down")
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		h.Shutdown(ctx)
-		cancel()
-		log.Info().Msg("stopped")
-		return 0
 	}
-	return 0
+}
+
+// signals are the process's signals as routeSignals hands them on.
+type signals struct {
+	hup  chan struct{}  // SIGHUP; one waiting stands for any number
+	quit chan os.Signal // SIGINT or SIGTERM, once the shutdown has begun
+	stop func()         // ends the routing and waits for it
+}
+
+// routeSignals handles the signals of sigs in a goroutine of its own, so
+// that SIGINT and SIGTERM begin the shutdown at once, also while the first
+// config or a reload is being applied (which is then abandoned, and
+// /readyz answers 503 from then on); the main loop finishes it.
+func routeSignals(sigs chan os.Signal, h *host.Host, log zerolog.Logger) signals {
+	s := signals{hup: make(chan struct{}, 1), quit: make(chan os.Signal, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				select {
+				case s.hup <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			h.BeginShutdown()
+			log.Info().Str("signal", sig.String()).Dur("timeout", h.ShutdownTimeout()).Msg("shutting down")
+			select {
+			case s.quit <- sig:
+			default:
+			}
+		}
+	}()
+	s.stop = func() {
+		signal.Stop(sigs)
+		close(sigs)
+		<-done
+	}
+	return s
+}
+
+// stop shuts the host down, giving requests in flight shutdown_timeout.
+func stop(h *host.Host, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.ShutdownTimeout())
+	defer cancel()
+	h.Shutdown(ctx)
+	log.Info().Msg("stopped")
 }
 
 // hostProcs is how many threads run the host's Go code unless the

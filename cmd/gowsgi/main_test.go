@@ -137,6 +137,23 @@ func (s *server) workerPids(t *testing.T) []int {
 	return pids
 }
 
+// logField waits for the log line with message and returns its field key.
+func (s *server) logField(t *testing.T, message, key string) string {
+	t.Helper()
+	var v string
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(s.log(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == message {
+				v, _ = m[key].(string)
+				return true
+			}
+		}
+		return false
+	}, "the log line "+message)
+	return v
+}
+
 func (s *server) log() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -294,6 +311,41 @@ func TestSIGTERMFinishesInFlightAndExits0(t *testing.T) {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	waitGone(t, pids...)
+}
+
+// TestSIGTERMAbandonsReload: SIGTERM while a reload waits for an app to
+// import (testdata/apps/gated.py, which waits until told) ends the reload
+// and the importing process at once: /readyz answers 503 from the signal
+// on, and gowsgi exits 0 without waiting for the import.
+func TestSIGTERMAbandonsReload(t *testing.T) {
+	dir, gate := t.TempDir(), t.TempDir()
+	cfg := serveConfig + "admin: \"127.0.0.1:0\"\n"
+	s := start(t, writeConfig(t, dir, cfg), "-watch=false")
+	admin := s.logField(t, "admin listening", "addr")
+	writeConfig(t, dir, strings.Replace(cfg, "mounts:", "  gated: {module: gated, dir: {{apps}}, python: {{python}}, env: {GOWSGI_TEST_GATE: "+gate+"}}\nmounts:", 1))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	var pid int
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(gate, "importing"))
+		pid, _ = strconv.Atoi(string(b))
+		return err == nil && pid > 0
+	}, "the reload to import the gated app")
+
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, func() bool { return strings.Contains(s.log(), "shutting down") }, "the shutdown to begin")
+	if resp, err := http.Get("http://" + admin + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Errorf("/readyz after SIGTERM: %d, want 503", resp.StatusCode)
+		}
+	}
+	if code := s.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if _, err := os.Stat(filepath.Join(gate, "imported")); err == nil {
+		t.Error("gowsgi waited for the import of the app being added before it exited")
+	}
+	waitGone(t, pid)
 }
 
 func TestSIGHUPReloads(t *testing.T) {
