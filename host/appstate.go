@@ -1,13 +1,8 @@
 package host
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // What an app is doing, as /status, the status page and the
@@ -43,6 +38,9 @@ func newAppHealth(startTimeout time.Duration) *appHealth {
 
 // record notes an error that happened at now.
 func (a *appHealth) record(msg string, now time.Time) {
+	if a == nil {
+		return // a pool made without one (benchmarks)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.lastAt.IsZero() || now.Sub(a.lastAt) > a.quiet {
@@ -107,42 +105,4 @@ func (ps *poolSnapshot) starting() int {
 		}
 	}
 	return n
-}
-
-// poolLog returns the logger of an app's pool. What it logs goes to the
-// host's log as before, with the app's name; its errors are also recorded
-// in health.
-func (h *Host) poolLog(app string, health *appHealth) zerolog.Logger {
-	return zerolog.New(&errorTap{log: h.log.With().Str("app", app).Logger(), health: health})
-}
-
-// errorTap is the writer of a pool's logger: it logs each line (a JSON
-// object) again through log, and records the error-level ones in health.
-type errorTap struct {
-	log    zerolog.Logger
-	health *appHealth
-}
-
-func (t *errorTap) Write(p []byte) (int, error) {
-	fields := map[string]any{}
-	d := json.NewDecoder(bytes.NewReader(p))
-	d.UseNumber()
-	if err := d.Decode(&fields); err != nil {
-		t.log.Warn().Str("line", string(p)).Msg("unreadable log line of the worker pool")
-		return len(p), nil
-	}
-	level, _ := zerolog.ParseLevel(fmt.Sprint(fields[zerolog.LevelFieldName]))
-	msg, _ := fields[zerolog.MessageFieldName].(string)
-	delete(fields, zerolog.LevelFieldName)
-	delete(fields, zerolog.MessageFieldName)
-	t.log.WithLevel(level).Fields(fields).Msg(msg)
-	if level >= zerolog.ErrorLevel && level <= zerolog.PanicLevel {
-		if e, ok := fields[zerolog.ErrorFieldName]; ok {
-			msg += ": " + fmt.Sprint(e)
-		} else if e, ok := fields["exit"]; ok {
-			msg += " (" + fmt.Sprint(e) + ")"
-		}
-		t.health.record(msg, time.Now())
-	}
-	return len(p), nil
 }

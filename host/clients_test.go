@@ -148,8 +148,16 @@ func TestMaxRequestTime(t *testing.T) {
 		t.Errorf("stream past max_request_time: %d chunks, err %v; want it cut", strings.Count(string(body), "chunk"), err)
 	}
 	waitFor(t, func() bool { p := th.Pids("app"); return len(p) == 1 && p[0] != before[0] }, "the worker to be replaced")
-	if !strings.Contains(th.Logs.String(), `"path":"/stream","response_started":true`) {
-		t.Errorf("the cut request is not logged with what it got:\n%s", th.Logs.String())
+	var line string
+	for _, l := range strings.Split(th.Logs.String(), "\n") {
+		if strings.Contains(l, "request timed out") {
+			line = l
+		}
+	}
+	for _, want := range []string{`"path":"/stream"`, `"response_started":true`, `"body_bytes":`, `"running":`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the cut request's log line lacks %s: %s", want, line)
+		}
 	}
 }
 

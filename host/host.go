@@ -520,7 +520,7 @@ func (h *Host) startApp(def config.App) *appRuntime {
 		Context: h.life,
 	}
 	log := h.log.With().Str("app", def.Name).Logger()
-	pl, err := startPool(spec, def, h.poolLog(def.Name, rt.health), func(reason string) { rt.m.restarted(h.metrics, reason) })
+	pl, err := startPool(spec, def, h.log.With().Str("app", def.Name).Logger(), rt.health, func(reason string) { rt.m.restarted(h.metrics, reason) })
 	if err != nil {
 		var le *worker.LoadError
 		switch {

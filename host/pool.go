@@ -38,6 +38,8 @@ type pool struct {
 	// restarted counts a worker replaced for a reason (see restartCrash);
 	// never nil.
 	restarted func(reason string)
+	// health records the pool's errors for /status.
+	health *appHealth
 
 	mu       sync.Mutex
 	slots    []*slot
@@ -83,9 +85,9 @@ const maxBodySlots = 64
 // startPool starts all workers of an app and returns when every one has
 // loaded the app, or with the first error (other workers are stopped).
 // restarted counts each worker replaced later, by reason.
-func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, restarted func(reason string)) (*pool, error) {
+func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *appHealth, restarted func(reason string)) (*pool, error) {
 	n := max(spec.Workers, 1)
-	pl := &pool{spec: spec, app: app, log: log, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
+	pl := &pool{spec: spec, app: app, log: log, health: health, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
 	// Shared memory for large request bodies: room for every request the
 	// workers may have at once (see pickLocked), and as many again for
 	// bodies being read from clients, up to maxBodySlots. Slots are reused
@@ -194,6 +196,7 @@ func (pl *pool) supervise(pr *proc) {
 		pl.restarted(restartCrash)
 	}
 	pl.log.Error().Int("pid", pr.p.Pid).Str("exit", fmt.Sprint(pr.p.ExitErr())).Msg("worker died; restarting it")
+	pl.health.record(fmt.Sprintf("worker died; restarting it (%v)", pr.p.ExitErr()), time.Now())
 	for {
 		pl.mu.Lock()
 		wait := s.backoff
@@ -216,6 +219,7 @@ func (pl *pool) supervise(pr *proc) {
 			return
 		}
 		pl.log.Error().Err(err).Msg("worker restart failed")
+		pl.health.record("worker restart failed: "+err.Error(), time.Now())
 		pl.mu.Lock()
 		if pl.crashLoopingLocked() {
 			pl.turnAwayLocked(errNoWorker)
@@ -267,6 +271,7 @@ func (pl *pool) killLate(pr *proc, running []worker.CallState) {
 			Dur("timeout", pl.app.Timeout).Dur("max_request_time", pl.app.MaxRequestTime).
 			Msg(msg)
 	}
+	pl.health.record(fmt.Sprintf("a request timed out; its worker was killed (timeout %s)", pl.app.Timeout), time.Now())
 	pr.timedOut.Store(true)
 	pr.p.Kill()
 }
@@ -471,6 +476,7 @@ func (pl *pool) recycle(pr *proc, reason string) {
 	p, err := worker.Start(pl.spec)
 	if err != nil {
 		log.Error().Err(err).Msg("could not start the replacement; the old worker keeps serving")
+		pl.health.record("could not start a replacement worker: "+err.Error(), time.Now())
 		pl.mu.Lock()
 		pr.retiring = false
 		pr.noRecycle = true
