@@ -20,7 +20,7 @@ import (
 	"github.com/gowsgi/gowsgi/config"
 )
 
-// adminServer is the admin listener: /metrics, /status, /healthz, /readyz
+// adminServer is the admin listener: /metrics, /status, /healthz, /livez, /readyz
 // and a status page at /. It is kept across reloads while its address
 // does not change.
 type adminServer struct {
@@ -43,12 +43,12 @@ func (a *adminServer) setToken(token config.Secret) {
 
 // authorize lets a request through to next if the server has no token,
 // if it carries "Authorization: Bearer TOKEN", or if it is a health probe
-// (/healthz, /readyz: kubelets and load balancers send no token). Others
+// (/healthz, /livez, /readyz: kubelets and load balancers send no token). Others
 // get 401 with "WWW-Authenticate: Bearer".
 func (a *adminServer) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := a.token.Load()
-		if want == nil || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || bearerIs(r.Header.Get("Authorization"), want) {
+		if want == nil || r.URL.Path == "/healthz" || r.URL.Path == "/livez" || r.URL.Path == "/readyz" || bearerIs(r.Header.Get("Authorization"), want) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -53,6 +53,7 @@ func TestAdminToken(t *testing.T) {
 		{"/healthz", "", 200},
 		{"/readyz", "", 200},
 		{"/readyz", "Bearer wrong", 200},
+		{"/livez", "", 200},
 	}
 	for _, tt := range tests {
 		resp, _ := fetch(t, url+tt.path, "Authorization", tt.authorization)

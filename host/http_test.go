@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,6 +118,50 @@ func TestResponseLength(t *testing.T) {
 		t.Errorf("long body: %q %v, want it cut to \"abc\"", body, err)
 	}
 	waitFor(t, func() bool { return strings.Contains(th.Logs.String(), "more body than its Content-Length") }, "the cut in the log")
+	if _, body, err := rc.response("GET"); err != nil || body != "basic ok" {
+		t.Errorf("request after the cut body on the same connection: %q %v", body, err)
+	}
+}
+
+// TestOverlongBodyCutToLength: a body longer than its Content-Length goes
+// out cut to exactly that length, as one chunk or across chunks, and the
+// connection serves the next request.
+func TestOverlongBodyCutToLength(t *testing.T) {
+	th := startHost(t, httpConfig)
+	tests := []struct{ name, query, want string }{
+		{"one chunk", "cl=5&parts=abcdefgh", "abcde"},
+		{"the chunk that crosses", "cl=4&parts=ab,cdefg,hij", "abcd"},
+		{"a length in characters, UTF-8 bytes sent", "cl=4&parts=h%C3%A9l%C3%A0", "h\u00e9l"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := th.dial()
+			rc.send("GET /overlong?" + tt.query + " HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if _, body, err := rc.response("GET"); err != nil || body != tt.want {
+				t.Errorf("overlong body: %q %v, want %q", body, err, tt.want)
+			}
+			if _, body, err := rc.response("GET"); err != nil || body != "basic ok" {
+				t.Errorf("next request on the connection: %q %v", body, err)
+			}
+		})
+	}
+}
+
+// TestNoContentTypeGuessed: a response without Content-Type goes out
+// without one, whatever its body looks like.
+func TestNoContentTypeGuessed(t *testing.T) {
+	th := startHost(t, httpConfig)
+	for _, body := range []string{"<html><body>hi</body></html>", `{"a": 1}`} {
+		resp, err := http.Get(th.URL + "/untyped?body=" + url.QueryEscape(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct, ok := resp.Header["Content-Type"]; ok || string(got) != body {
+			t.Errorf("untyped %q: Content-Type %q added (body %q)", body, ct, got)
+		}
+	}
 }
 
 func TestHeadAndBodilessStatuses(t *testing.T) {

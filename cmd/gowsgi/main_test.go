@@ -600,3 +600,85 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTricklingClientsLeaveMemoryBounded: a thousand clients that trickle
+// request bodies of just under 1 MiB hold no worker and little memory: the
+// host stays under 150 MiB of RSS, keeps serving other clients, and its
+// admin listener keeps answering.
+func TestTricklingClientsLeaveMemoryBounded(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.py"), []byte(`
+def application(environ, start_response):
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+`), 0o644)
+	cfg := writeConfig(t, dir, `
+listeners: ["127.0.0.1:0"]
+admin: "127.0.0.1:0"
+apps:
+  app: {module: app, python: `+checkedPython()+`}
+mounts:
+  "/": app
+`)
+	s := start(t, cfg)
+	var adminURL string
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(s.log(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
+				adminURL = "http://" + m["addr"].(string)
+			}
+		}
+		return adminURL != ""
+	}, "the admin address")
+	addr := strings.TrimPrefix(s.url, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	chunk := strings.Repeat("a", 16<<10)
+	for range 1000 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n%s", chunk)
+	}
+	for _, c := range conns { // a second piece of each body: they keep trickling
+		io.WriteString(c, chunk)
+	}
+	if code, body := s.get(t, "/"); code != 200 || body != "ok" {
+		t.Errorf("beside 1000 trickling clients: %d %q", code, body)
+	}
+	if resp, err := http.Get(adminURL + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("admin beside 1000 trickling clients: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if rss := vmRSS(t, s.cmd.Process.Pid); rss > 150<<20 {
+		t.Errorf("host RSS %d MiB with 1000 trickling clients, want under 150 MiB", rss>>20)
+	} else {
+		t.Logf("host RSS %d MiB with 1000 trickling clients", rss>>20)
+	}
+}
+
+// vmRSS returns a process's resident memory in bytes.
+func vmRSS(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
