@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gowsgi/gowsgi/config"
 	"github.com/gowsgi/gowsgi/worker"
 )
 
@@ -47,6 +46,7 @@ type requestBody struct {
 	taken  int64 // bytes of budget held
 }
 
+// Close gives back what the body holds; the zero requestBody holds nothing.
 func (b *requestBody) Close() {
 	if b.File != nil {
 		b.File.Close()
@@ -58,43 +58,52 @@ func (b *requestBody) Close() {
 	if b.taken > 0 {
 		b.budget.give(b.taken)
 	}
+	*b = requestBody{}
 }
 
 // errBodyTimeout is a client that sent nothing of its body for
 // limits.body_timeout.
 var errBodyTimeout = errors.New("the client sent nothing of the body for too long")
 
-// readBody reads the whole body, at most lim.MaxBody bytes, waiting at
-// most lim.BodyTimeout between two reads. A body of known length up to
-// memThreshold goes straight into a slot of bodies (the app's shared body
-// area) or a pooled buffer, if the host's body memory allows; anything
-// else to an unlinked temporary file.
-func (h *Host) readBody(w http.ResponseWriter, r *http.Request, lim config.Limits, bodies *worker.BodyArena) (*requestBody, error) {
-	b := &requestBody{budget: &h.bodyMem}
-	n := r.ContentLength
+// errReadBody is a body that could not be read (the client broke the
+// framing or went away).
+var errReadBody = errors.New("reading the request body")
+
+// readBody reads q's whole body into q.body, at most lim.MaxBody bytes,
+// waiting at most lim.BodyTimeout between two reads. A body of known
+// length up to memThreshold goes straight into a slot of the app's shared
+// body area or a pooled buffer, if the host's body memory allows;
+// anything else to an unlinked temporary file.
+func (h *Host) readBody(q *request) error {
+	b := &q.body
+	b.budget = &h.bodyMem
+	n, lim := q.r.ContentLength, q.gen.limits
 	if n == 0 {
-		return b, nil
+		return nil
 	}
-	rd := &timedReader{r: http.MaxBytesReader(w, r.Body, lim.MaxBody), dl: deadline{rc: http.NewResponseController(w), d: lim.BodyTimeout}}
+	rd := &timedReader{r: http.MaxBytesReader(q.w.ResponseWriter, q.r.Body, lim.MaxBody),
+		dl: deadline{w: q.w.ResponseWriter, d: lim.BodyTimeout}}
 	var err error
 	switch {
 	case n > 0 && n <= memThreshold && h.bodyMem.take(n, lim.BodyMemory):
 		b.taken = n
-		err = b.readKnown(rd, int(n), bodies)
+		err = b.readKnown(rd, int(n), q.app.pool.spec.Bodies)
 	case n < 0 && h.bodyMem.take(unknownChunk, lim.BodyMemory):
 		b.taken = unknownChunk
 		err = b.readUnknown(rd)
 	default:
 		err = b.spool(nil, rd)
 	}
-	if err != nil {
-		b.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = errBodyTimeout
-		}
-		return nil, err
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errBodyTimeout
+	case errors.As(err, &tooLarge):
+		return err
 	}
-	return b, nil
+	return fmt.Errorf("%w: %w", errReadBody, err)
 }
 
 // readKnown reads a body of n bytes into a slot of bodies if one is free
@@ -166,8 +175,8 @@ func (t *timedReader) Read(p []byte) (int, error) {
 // 5d/4. It re-arms only after d/4 has passed since it last did, since on
 // HTTP/2 each arming is a message to the connection's goroutine.
 type deadline struct {
-	rc    *http.ResponseController
-	d     time.Duration // 0: no deadline
+	w     http.ResponseWriter // through http.ResponseController, made where used so that it does not escape
+	d     time.Duration       // 0: no deadline
 	armed time.Time
 }
 
@@ -182,13 +191,13 @@ func (x *deadline) due(now time.Time) bool {
 // read notes progress of the request body at now.
 func (x *deadline) read(now time.Time) {
 	if x.due(now) {
-		x.rc.SetReadDeadline(now.Add(x.d + x.d/4))
+		http.NewResponseController(x.w).SetReadDeadline(now.Add(x.d + x.d/4))
 	}
 }
 
 // write notes progress of the response at now.
 func (x *deadline) write(now time.Time) {
 	if x.due(now) {
-		x.rc.SetWriteDeadline(now.Add(x.d + x.d/4))
+		http.NewResponseController(x.w).SetWriteDeadline(now.Add(x.d + x.d/4))
 	}
 }

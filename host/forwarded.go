@@ -62,6 +62,7 @@ type clientView struct {
 	remoteAddr string // REMOTE_ADDR
 	remotePort string // REMOTE_PORT
 	host       string // HTTP_HOST, which SERVER_NAME and SERVER_PORT come from
+	trusted    bool   // the peer is a proxy the listener believes (forwarded_allow_ips)
 }
 
 // viewRequest returns what the connection itself says about the client,
@@ -110,6 +111,7 @@ func viewRequest(r *http.Request) clientView {
 			return v
 		}
 	}
+	v.trusted = true
 	xff, xfp, xfh := r.Header["X-Forwarded-For"], r.Header["X-Forwarded-Proto"], r.Header["X-Forwarded-Host"]
 	if xff != nil || xfp != nil || xfh != nil {
 		applyXForwarded(&v, t, xff, xfp, xfh)

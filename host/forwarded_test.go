@@ -84,9 +84,9 @@ func TestViewRequest(t *testing.T) {
 		{"IPv6 bracketed with port", "127.0.0.1:5555", lo, h("X-Forwarded-For", "[2001:db8::1]:80"), with("2001:db8::1", "80", "", "")},
 		{"IPv6 trusted hop", "127.0.0.1:5555", lan, h("X-Forwarded-For", "2001:db8::1, fd00::5"), with("2001:db8::1", "", "", "")},
 		{"IPv6 peer", "[::1]:5555", []string{"::1"}, h("X-Forwarded-For", "1.2.3.4"),
-			clientView{"http", "1.2.3.4", "", "backend:8000"}},
+			clientView{"http", "1.2.3.4", "", "backend:8000", false}},
 		{"IPv4-mapped peer", "[::ffff:127.0.0.1]:5555", lo, h("X-Forwarded-For", "1.2.3.4"),
-			clientView{"http", "1.2.3.4", "", "backend:8000"}},
+			clientView{"http", "1.2.3.4", "", "backend:8000", false}},
 		{"bad port dropped", "127.0.0.1:5555", lo, h("X-Forwarded-For", "1.2.3.4:99999"), with("1.2.3.4", "", "", "")},
 		{"garbage", "127.0.0.1:5555", lo, h("X-Forwarded-For", "not an address"), conn},
 		{"unknown", "127.0.0.1:5555", lo, h("X-Forwarded-For", "unknown"), conn},
@@ -126,8 +126,8 @@ func TestViewRequest(t *testing.T) {
 		{"Forwarded repeated parameter", "127.0.0.1:5555", lo, h("Forwarded", "for=192.0.2.1;for=1.2.3.4"), conn},
 		{"Forwarded untrusted peer", "127.0.0.1:5555", []string{"10.0.0.0/8"}, h("Forwarded", "for=192.0.2.1;proto=https"), conn},
 		{"unix peer, star", "", []string{"*"}, h("X-Forwarded-For", "6.6.6.6, 1.2.3.4", "X-Forwarded-Proto", "https"),
-			clientView{"https", "1.2.3.4", "", "backend:8000"}},
-		{"unix peer, no allow list", "", nil, h("X-Forwarded-For", "1.2.3.4"), clientView{"http", "", "", "backend:8000"}},
+			clientView{"https", "1.2.3.4", "", "backend:8000", false}},
+		{"unix peer, no allow list", "", nil, h("X-Forwarded-For", "1.2.3.4"), clientView{"http", "", "", "backend:8000", false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +136,7 @@ func TestViewRequest(t *testing.T) {
 				network = "unix"
 			}
 			got := viewRequest(requestVia(tt.peer, network, tt.allow, tt.header))
+			got.trusted = false // TestViewRequestTrusted
 			if got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
@@ -147,8 +148,29 @@ func TestViewRequestTLSAndNoListener(t *testing.T) {
 	r, _ := http.NewRequest("GET", "/", nil)
 	r.RemoteAddr, r.Host, r.TLS = "192.0.2.9:1234", "example.com", &tls.ConnectionState{}
 	r.Header.Set("X-Forwarded-Proto", "http")
-	if got, want := viewRequest(r), (clientView{"https", "192.0.2.9", "1234", "example.com"}); got != want {
+	if got, want := viewRequest(r), (clientView{"https", "192.0.2.9", "1234", "example.com", false}); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+// TestViewRequestTrusted: the view says whether the peer is a proxy the
+// listener believes, which decides whether its X-Request-ID is kept.
+func TestViewRequestTrusted(t *testing.T) {
+	tests := []struct {
+		peer  string
+		allow []string
+		want  bool
+	}{
+		{"127.0.0.1:5555", []string{"127.0.0.1"}, true},
+		{"127.0.0.1:5555", []string{"*"}, true},
+		{"127.0.0.1:5555", []string{"10.0.0.0/8"}, false},
+		{"127.0.0.1:5555", nil, false},
+	}
+	for _, tt := range tests {
+		r := requestVia(tt.peer, "tcp", tt.allow, http.Header{"X-Request-Id": {"abc"}})
+		if got := viewRequest(r).trusted; got != tt.want {
+			t.Errorf("peer %s, allow %v: trusted %v, want %v", tt.peer, tt.allow, got, tt.want)
+		}
 	}
 }
 

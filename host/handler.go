@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gowsgi/gowsgi/config"
 	"github.com/gowsgi/gowsgi/worker"
 )
 
@@ -19,121 +19,126 @@ var Version = "0.1.0"
 
 var envPool = sync.Pool{New: func() any { return new(worker.Environ) }}
 
-// reqState is what the access line needs to know of a request's routing.
-type reqState struct {
-	gen *generation
-	app *appRuntime // nil until a mount matched
+// request is one request on its way through the host, from ServeHTTP to
+// its access line: what routing, the worker, the relay and the log need to
+// know of it. One per request, from a pool.
+type request struct {
+	w      accessWriter // what the handler writes through: status, bytes, pid
+	r      *http.Request
+	id     string     // the request ID (X-Request-Id)
+	start  time.Time  // when it arrived
+	client clientView // the client as the connection or a trusted proxy tells it
+
+	gen              *generation // the generation that routed it
+	app              *appRuntime // nil until a mount matched
+	query            string      // QUERY_STRING
+	scriptName, path string      // SCRIPT_NAME and PATH_INFO
+	body             requestBody
 }
+
+var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 // ServeHTTP routes a request to its app's worker pool and relays the
 // response, then writes the access line.
 func (h *Host) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	id := requestID(r)
-	rw.Header()[requestIDHeader] = []string{id}
-	w := accessPool.Get().(*accessWriter)
-	w.ResponseWriter = rw
-	rs := reqState{gen: h.gen.Load()}
-	defer h.finish(w, r, &rs, id, start)
-	h.serve(w, r, &rs, id)
+	q := requestPool.Get().(*request)
+	q.r, q.start, q.client, q.gen = r, time.Now(), viewRequest(r), h.gen.Load()
+	q.id = requestID(r, q.client.trusted)
+	q.w.ResponseWriter = rw
+	rw.Header()[requestIDHeader] = []string{q.id}
+	defer h.finish(q)
+	if err := h.serve(q); err != nil {
+		h.answer(q, err)
+	}
 }
 
 // finish writes the access line, also when the handler panicked (to cut
-// the connection), and recycles the writer.
-func (h *Host) finish(w *accessWriter, r *http.Request, rs *reqState, id string, start time.Time) {
-	h.logAccess(rs.gen, w, r, rs.app, id, start)
-	*w = accessWriter{}
-	accessPool.Put(w)
+// the connection), and recycles the request.
+func (h *Host) finish(q *request) {
+	h.logAccess(q)
+	q.body.Close()
+	*q = request{}
+	requestPool.Put(q)
 }
 
-func (h *Host) serve(w *accessWriter, r *http.Request, rs *reqState, id string) {
+// serve routes q and serves it; an error is what the client is answered.
+func (h *Host) serve(q *request) error {
+	r := q.r
 	if r.Method == http.MethodConnect {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "405 Method Not Allowed: CONNECT is not served", http.StatusMethodNotAllowed)
-		return
+		return errConnect
 	}
 	tgt, err := parseTarget(r)
 	if err != nil {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "400 Bad Request: "+err.Error(), http.StatusBadRequest)
-		return
+		return &httpError{code: http.StatusBadRequest, msg: err.Error(), close: true}
 	}
+	q.query = tgt.query
 	if !r.ProtoAtLeast(1, 1) && r.Header["Content-Length"] == nil &&
 		(r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
 		// HTTP/1.0 POST and PUT need a Content-Length (RFC 1945 section
 		// 7.2.2). net/http ignores Transfer-Encoding on HTTP/1.0: without
 		// this, the app would get an empty body, and with keep-alive the
 		// chunked body would be read as the next request.
-		w.Header().Set("Connection", "close")
-		http.Error(w, "411 Length Required", http.StatusLengthRequired)
-		return
+		return errLengthRequired
 	}
 	if len(r.TransferEncoding) > 0 {
 		// Content-Length may have come with it (net/http drops it): RFC
 		// 9112 section 6.1 says to close the connection after the response.
-		w.Header().Set("Connection", "close")
+		q.w.Header().Set("Connection", "close")
 	}
-	path := tgt.path
-	var app *appRuntime
-	var scriptName, pathInfo string
-	var lim config.Limits
+	if !h.route(q, tgt.path) {
+		return errNoMount
+	}
+	app := q.app
+	switch {
+	case app.static != nil:
+		app.static.serve(&q.w, r, q.path)
+		return nil
+	case app.pool == nil:
+		return errAppFailed
+	}
+	defer app.pool.leave()
+	return h.serveApp(q)
+}
+
+// route finds q's app in the current generation and enters its pool.
+func (h *Host) route(q *request, path string) bool {
 	for {
-		gen := h.gen.Load()
-		rs.gen = gen
-		lim = gen.limits
-		m, ok := gen.routes.Lookup(r.Host, path)
+		q.gen = h.gen.Load()
+		m, ok := q.gen.routes.Lookup(q.r.Host, path)
 		if !ok {
-			http.Error(w, "404 Not Found: no app is mounted here", http.StatusNotFound)
-			return
+			return false
 		}
-		app, scriptName, pathInfo = m.Target, m.ScriptName, m.PathInfo
-		rs.app = app
-		if app.pool == nil || app.pool.enter() {
-			break
+		q.app, q.scriptName, q.path = m.Target, m.ScriptName, m.PathInfo
+		if q.app.pool == nil || q.app.pool.enter() {
+			return true
 		}
 		// The pool is draining for a reload: the new generation is published.
 	}
-	if app.static != nil {
-		app.static.serve(w, r, pathInfo)
-		return
-	}
-	if app.pool == nil {
-		http.Error(w, "503 Service Unavailable: the app failed to load; see the server log", http.StatusServiceUnavailable)
-		return
-	}
-	defer app.pool.leave()
-	h.serveApp(w, r, app, tgt.query, scriptName, pathInfo, lim, id)
 }
 
-func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query, scriptName, pathInfo string, lim config.Limits, id string) {
-	if r.ContentLength > lim.MaxBody {
-		h.log.Debug().Str("app", app.name).Int64("content_length", r.ContentLength).Msg("request body too large")
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
-		return
+// serveApp reads q's body, sends q to a worker of its app and relays the
+// response; a request the worker gave back unstarted goes to another.
+func (h *Host) serveApp(q *request) error {
+	lim, app := q.gen.limits, q.app
+	if q.r.ContentLength > lim.MaxBody {
+		return errBodyTooLarge
 	}
-	body, err := h.readBody(w.ResponseWriter, r, lim, app.pool.spec.Bodies)
-	if err != nil {
-		h.badBody(w, r, app, err)
-		return
+	if err := h.readBody(q); err != nil {
+		return err
 	}
-	defer body.Close()
 	env := envPool.Get().(*worker.Environ)
 	defer envPool.Put(env)
 	env.Reset()
-	w.remote = buildEnviron(env, r, query, scriptName, pathInfo, body.Len, id)
-	req := worker.Request{Env: env.Bytes(), Body: body.Body, Method: r.Method, Path: r.URL.Path, MaxSpool: lim.MaxSpool}
-	send := deadline{rc: http.NewResponseController(w), d: lim.SendTimeout}
-	began := time.Now()
+	buildEnviron(env, q)
+	req := worker.Request{Env: env.Bytes(), Body: q.body.Body, Method: q.r.Method, Path: q.r.URL.Path, MaxSpool: lim.MaxSpool}
+	send := deadline{w: &q.w, d: lim.SendTimeout}
 	for attempt := 0; ; attempt++ {
-		if attempt == 10 || r.Context().Err() != nil {
-			h.unavailable(w, r, app, errNoWorker)
-			return
+		if attempt == 10 || q.r.Context().Err() != nil {
+			return errNoWorker
 		}
-		pr, err := app.pool.acquire(r.Context().Done())
+		pr, err := app.pool.acquire(q.r.Context().Done())
 		if err != nil {
-			h.unavailable(w, r, app, err)
-			return
+			return err
 		}
 		req.OnDone = func() { app.pool.release(pr) }
 		call, err := pr.p.Send(req)
@@ -142,51 +147,16 @@ func (h *Host) serveApp(w *accessWriter, r *http.Request, app *appRuntime, query
 			if errors.Is(err, worker.ErrNotStarted) {
 				continue
 			}
-			h.log.Error().Err(err).Str("app", app.name).Msg("sending the request to the worker")
-			http.Error(w, "502 Bad Gateway", http.StatusBadGateway)
-			return
+			return fmt.Errorf("%w: %w", errSend, err)
 		}
-		w.pid = pr.p.Pid
-		rl := relay{h: h, w: w, r: r, app: app, call: call, pr: pr, send: send, began: began}
+		q.w.pid = pr.p.Pid
+		rl := relay{h: h, q: q, call: call, pr: pr, send: send}
 		retry := rl.run()
 		call.Abandon()
 		if !retry {
-			return
+			return nil
 		}
 	}
-}
-
-// badBody answers a request whose body could not be read.
-func (h *Host) badBody(w http.ResponseWriter, r *http.Request, app *appRuntime, err error) {
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		h.log.Debug().Str("app", app.name).Msg("request body too large")
-		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
-	case errors.Is(err, errBodyTimeout):
-		h.sampled(&h.clientWarnings, h.log.Info()).Str("app", app.name).Str("request", r.Method+" "+r.URL.Path).
-			Msg("request body timed out (limits.body_timeout)")
-		w.Header().Set("Connection", "close")
-		http.Error(w, "408 Request Timeout: the body did not arrive in time", http.StatusRequestTimeout)
-	default:
-		h.log.Debug().Err(err).Str("app", app.name).Msg("reading request body")
-		if r.ProtoMajor == 1 {
-			// On HTTP/2 this would shut down the whole connection.
-			w.Header().Set("Connection", "close")
-		}
-		http.Error(w, "400 Bad Request: could not read the body", http.StatusBadRequest)
-	}
-}
-
-// unavailable answers a request that got no worker.
-func (h *Host) unavailable(w http.ResponseWriter, r *http.Request, app *appRuntime, err error) {
-	if r.Context().Err() != nil {
-		return // the client went away
-	}
-	h.sampled(&h.refusals, h.log.Warn()).Err(err).Str("app", app.name).Str("method", r.Method).Str("path", r.URL.Path).
-		Msg("no worker for the request")
-	w.Header().Set("Retry-After", "1")
-	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
 }
 
 // target is a parsed request target.
@@ -231,18 +201,17 @@ func parseTarget(r *http.Request) (target, error) {
 	return t, nil
 }
 
-// buildEnviron fills env with the CGI and WSGI variables of a request,
-// HTTP_X_REQUEST_ID being id, and returns REMOTE_ADDR.
-func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathInfo string, bodyLen int64, id string) string {
+// buildEnviron fills env with the CGI and WSGI variables of q.
+func buildEnviron(env *worker.Environ, q *request) {
+	r, cv := q.r, q.client
 	env.Str("REQUEST_METHOD", r.Method)
-	env.Str("SCRIPT_NAME", scriptName)
-	env.Str("PATH_INFO", pathInfo)
-	env.Str("QUERY_STRING", query)
+	env.Str("SCRIPT_NAME", q.scriptName)
+	env.Str("PATH_INFO", q.path)
+	env.Str("QUERY_STRING", q.query)
 	env.Str("RAW_URI", r.RequestURI)
 	env.Str("REQUEST_URI", r.RequestURI)
 	env.Str("SERVER_PROTOCOL", r.Proto)
 	env.Str("SERVER_SOFTWARE", "gowsgi/"+Version)
-	cv := viewRequest(r) // the client as the connection or a trusted proxy tells it
 	scheme := cv.scheme
 	env.Str("wsgi.url_scheme", scheme)
 	env.Bool("wsgi.input_terminated", true)
@@ -263,7 +232,7 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 	// (as waitress does). No body and no Content-Length: no CONTENT_LENGTH
 	// (RFC 3875 section 4.1.2).
 	if r.ContentLength != 0 || r.Header["Content-Length"] != nil {
-		env.Str("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
+		env.Str("CONTENT_LENGTH", strconv.FormatInt(q.body.Len, 10))
 	}
 	if cv.host != "" {
 		env.Str("HTTP_HOST", cv.host)
@@ -272,7 +241,7 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 		// net/http moves the announced trailer names out of r.Header.
 		env.Str("HTTP_TRAILER", trailerNames(r.Trailer))
 	}
-	env.Str("HTTP_X_REQUEST_ID", id)
+	env.Str("HTTP_X_REQUEST_ID", q.id)
 	var keyBuf []byte
 	for name, values := range r.Header {
 		if name == "Content-Type" || name == "Content-Length" || name == requestIDHeader || strings.IndexByte(name, '_') >= 0 {
@@ -299,7 +268,6 @@ func buildEnviron(env *worker.Environ, r *http.Request, query, scriptName, pathI
 		}
 		env.Str(string(keyBuf), value)
 	}
-	return cv.remoteAddr
 }
 
 // trailerNames lists the names of a request's trailers, sorted.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -56,10 +57,8 @@ func BenchmarkHandler(b *testing.B) {
 	app := config.App{Name: "hello", Workers: 1, Threads: 1, Timeout: config.DefaultTimeout,
 		Queue: config.DefaultQueue, QueueTimeout: config.DefaultQueueTimeout}
 	spec := &worker.Spec{App: "hello", Threads: 1, Workers: 1}
-	pl := &pool{spec: spec, app: app, log: zerolog.Nop(), perWorker: 1, idle: make(chan struct{}), restarted: func(string) {}}
-	s := &slot{}
-	pl.slots = append(pl.slots, s)
-	pl.install(s, worker.Attach(spec, hostEnd))
+	pl := newPool(spec, app, zerolog.Nop(), nil, func(string) {})
+	pl.addSlot(worker.Attach(spec, hostEnd))
 	defer pl.stop(0)
 
 	h := New(zerolog.Nop())
@@ -110,5 +109,9 @@ func (d *discardWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// The deadlines a real connection has (net/http's response supports them).
+func (d *discardWriter) SetReadDeadline(time.Time) error  { return nil }
+func (d *discardWriter) SetWriteDeadline(time.Time) error { return nil }
 
 var _ io.Writer = (*discardWriter)(nil)

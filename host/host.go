@@ -12,7 +12,6 @@ import (
 	"net"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +78,7 @@ type generation struct {
 	cfg       *config.Config   // nil before the first Apply
 	apps      []*appRuntime    // by name
 	listeners []listenerStatus // by address
+	sockets   []*listener      // the listeners themselves, for BeginShutdown
 	admin     net.Addr         // the admin listener's, or nil
 }
 
@@ -198,246 +198,6 @@ func (h *Host) Apply(cfg *config.Config) error {
 	return err
 }
 
-// ErrShuttingDown is the error of a reload refused, or abandoned half
-// way, because the host is shutting down.
-var ErrShuttingDown = errors.New("host is shutting down")
-
-// apply is Apply with h.mu held; the app named force is replaced even if
-// its definition did not change. When the shutdown begins meanwhile, the
-// apps it was starting are stopped and it returns ErrShuttingDown.
-func (h *Host) apply(cfg *config.Config, force string) error {
-	if h.closed || h.stopping.Load() {
-		return ErrShuttingDown
-	}
-	began := time.Now()
-	log := h.log.With().Int64("generation", h.genID+1).Logger()
-	if h.logHook != nil {
-		h.logHook(cfg.Log)
-	}
-
-	// The admin listener first, so that /healthz and /readyz answer while
-	// the apps of the first config start.
-	admin, err := h.openAdmin(cfg.Admin, cfg.AdminToken)
-	if err != nil {
-		return fmt.Errorf("admin listener %s: %w", cfg.Admin.Addr, err)
-	}
-	closeNewAdmin := func() {
-		if admin != h.admin {
-			admin.close(0)
-		}
-	}
-
-	// Apps: reuse the unchanged, start the new and changed ones in parallel.
-	next, started := h.startApps(cfg, force, log)
-	if h.life.Err() != nil {
-		h.discard(next)
-		closeNewAdmin()
-		return ErrShuttingDown
-	}
-
-	// Listeners: keep the sockets of unchanged addresses, open the new ones.
-	nextLn := map[string]*listener{}
-	lcs := map[string]config.Listener{}
-	var opened []*listener
-	for _, lc := range cfg.Listeners {
-		key := lc.Network + ":" + lc.Address
-		lcs[key] = lc
-		if l := h.listeners[key]; l != nil {
-			nextLn[key] = l
-			continue
-		}
-		l, err := openListener(key, lc)
-		if err != nil {
-			for _, l := range opened {
-				l.ln.Close()
-			}
-			h.discard(next)
-			closeNewAdmin()
-			return fmt.Errorf("listener %s: %w", lc.Addr, err)
-		}
-		nextLn[key] = l
-		opened = append(opened, l)
-	}
-
-	mounts := make([]router.Mount[*appRuntime], 0, len(cfg.Mounts))
-	for _, m := range cfg.Mounts {
-		mounts = append(mounts, router.Mount[*appRuntime]{Host: m.Host, Prefix: m.Prefix, Target: next[m.App]})
-	}
-	h.genID++
-	gen := &generation{id: h.genID, routes: router.New(mounts), limits: cfg.Limits, access: cfg.Log.Access, cfg: cfg}
-	for _, name := range slices.Sorted(maps.Keys(next)) {
-		gen.apps = append(gen.apps, next[name])
-	}
-	for _, key := range slices.Sorted(maps.Keys(nextLn)) {
-		l := nextLn[key]
-		gen.listeners = append(gen.listeners, listenerStatus{Addr: l.addr, Bound: l.ln.Addr().String(), TLS: lcs[key].TLS != nil})
-	}
-	if admin != nil {
-		gen.admin = admin.ln.Addr()
-	}
-	h.gen.Store(gen)
-	h.ready.Store(true)
-	for _, l := range opened {
-		l.update(lcs[l.key], log)
-		st := settingsOf(lcs[l.key], cfg.Limits)
-		l.setServer(h.newServer(l, st), st)
-		go l.acceptLoop(h.log)
-	}
-	var updatedLn []string
-	for key, l := range nextLn {
-		if h.listeners[key] != l {
-			continue
-		}
-		// Same socket. The certificate, forwarded_allow_ips and the mode
-		// change in place; new server settings get a new server, which
-		// takes the new connections while the old one finishes its own.
-		changed := l.update(lcs[key], log)
-		if st := settingsOf(lcs[key], cfg.Limits); st != l.settings {
-			changed = append(changed, "server")
-			old := l.setServer(h.newServer(l, st), st)
-			h.draining.Add(1)
-			go func() {
-				defer h.draining.Done()
-				shutdownServer(old, cfg.ShutdownTimeout)
-			}()
-		}
-		if len(changed) > 0 {
-			updatedLn = append(updatedLn, l.addr+" ("+strings.Join(changed, ", ")+")")
-		}
-	}
-	slices.Sort(updatedLn)
-
-	// Watch the sources of new apps with reload: true.
-	for _, rt := range next {
-		if rt.def.Reload && rt.stopWatch == nil {
-			h.watchApp(rt)
-		}
-	}
-
-	// Retire what the new generation no longer uses.
-	var stopped, replaced []string
-	for name, old := range h.apps {
-		if next[name] == old {
-			continue
-		}
-		if old.stopWatch != nil {
-			old.stopWatch()
-		}
-		if old.static != nil {
-			// Requests routed by the old generation may still open files.
-			h.draining.Add(1)
-			go func() {
-				defer h.draining.Done()
-				time.Sleep(min(cfg.ShutdownTimeout, 5*time.Second))
-				old.static.Close()
-			}()
-		}
-		if old.pool == nil {
-			continue
-		}
-		if _, ok := next[name]; ok {
-			replaced = append(replaced, name)
-			for range old.pool.Pids() {
-				old.m.restarted(h.metrics, restartReload)
-			}
-		} else {
-			stopped = append(stopped, name)
-		}
-		h.draining.Add(1)
-		go func() {
-			defer h.draining.Done()
-			old.pool.stop(cfg.ShutdownTimeout)
-		}()
-	}
-	var closedLn []string
-	for key, l := range h.listeners {
-		if nextLn[key] == nil {
-			closedLn = append(closedLn, l.addr)
-			h.draining.Add(1)
-			go func() {
-				defer h.draining.Done()
-				l.close(cfg.ShutdownTimeout)
-			}()
-		}
-	}
-	var startedNames, failed, openedNames []string
-	for _, rt := range started {
-		startedNames = append(startedNames, rt.name)
-	}
-	for name, rt := range next {
-		if !rt.serving() {
-			failed = append(failed, name)
-		}
-	}
-	for _, l := range opened {
-		openedNames = append(openedNames, l.ln.Addr().String())
-	}
-	for name := range h.apps {
-		if _, ok := next[name]; !ok {
-			h.metrics.forget(name)
-		}
-	}
-	adminChange := ""
-	if admin != h.admin {
-		if old := h.admin; old != nil {
-			adminChange = "closed " + old.addr
-			h.draining.Add(1)
-			go func() {
-				defer h.draining.Done()
-				old.close(cfg.ShutdownTimeout)
-			}()
-		}
-		if admin != nil {
-			adminChange = strings.TrimPrefix(adminChange+", opened "+admin.ln.Addr().String(), ", ")
-		}
-		h.admin = admin
-	}
-	if admin != nil {
-		admin.setToken(cfg.AdminToken) // a kept listener takes the new token now
-		admin.warnIfExposed(log)
-	}
-	added, removed := mountChanges(h.cfg, cfg)
-	h.apps = next
-	h.listeners = nextLn
-	h.cfg = cfg
-	slices.Sort(startedNames)
-	slices.Sort(failed)
-	slices.Sort(stopped)
-	log.Info().Strs("apps_started", startedNames).Strs("apps_failed", failed).Strs("apps_replaced", replaced).
-		Strs("apps_stopped", stopped).Strs("listeners_opened", openedNames).Strs("listeners_updated", updatedLn).Strs("listeners_closed", closedLn).
-		Strs("mounts_added", added).Strs("mounts_removed", removed).Str("admin", adminChange).
-		Int("mounts", len(mounts)).Dur("took", time.Since(began)).Msg("config applied")
-	return nil
-}
-
-// mountChanges lists the mounts ("key -> app") in next but not in prev, and
-// the other way round.
-func mountChanges(prev, next *config.Config) (added, removed []string) {
-	set := func(c *config.Config) map[string]bool {
-		m := map[string]bool{}
-		if c != nil {
-			for _, mt := range c.Mounts {
-				m[mt.Key+" -> "+mt.App] = true
-			}
-		}
-		return m
-	}
-	p, n := set(prev), set(next)
-	for k := range n {
-		if !p[k] {
-			added = append(added, k)
-		}
-	}
-	for k := range p {
-		if !n[k] {
-			removed = append(removed, k)
-		}
-	}
-	slices.Sort(added)
-	slices.Sort(removed)
-	return added, removed
-}
-
 // startApps returns the runtimes of cfg's apps: those of h.apps whose
 // definition did not change (unless named force) as they are, and the new
 // and changed ones started in parallel, an old version kept where its new
@@ -486,16 +246,14 @@ func (h *Host) discard(next map[string]*appRuntime) {
 		if h.apps[name] == rt {
 			continue
 		}
-		h.draining.Add(1)
-		go func() {
-			defer h.draining.Done()
+		h.background(func() {
 			if rt.pool != nil {
 				rt.pool.stop(0)
 			}
 			if rt.static != nil {
 				rt.static.Close()
 			}
-		}()
+		})
 	}
 }
 
@@ -544,11 +302,15 @@ func (h *Host) startApp(def config.App) *appRuntime {
 
 // BeginShutdown starts the shutdown without waiting for anything: /readyz
 // answers 503 from now on, a reload in progress is abandoned (the workers
-// still importing its apps are killed) and no reload is applied any more.
+// still importing its apps are killed), no reload is applied any more and
+// the listeners accept no new connection.
 // Shutdown calls it; calling it again does nothing.
 func (h *Host) BeginShutdown() {
 	h.stopping.Store(true)
 	h.endLife()
+	for _, l := range h.gen.Load().sockets {
+		l.closeSocket() // no new connection from now on; open ones finish
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends,
@@ -575,11 +337,12 @@ func (h *Host) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.ln.Close()
+			l.closeSocket()
 			if err := l.server().srv.Shutdown(ctx); err != nil {
 				h.cutting.Store(true) // for the access lines of the requests cut
 				l.server().srv.Close()
 			}
+			l.loop.Wait()
 		}()
 	}
 	wg.Wait()

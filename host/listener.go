@@ -38,7 +38,8 @@ type listener struct {
 	cert  atomic.Pointer[tls.Certificate] // what TLS handshakes present
 	trust atomic.Pointer[forwardTrust]    // nil: forwarded headers are never believed
 
-	limit connLimit // listeners[].max_connections
+	limit connLimit      // listeners[].max_connections
+	loop  sync.WaitGroup // the accept loop
 
 	mu       sync.Mutex
 	cur      *serverLn
@@ -293,12 +294,28 @@ func (l *listener) dispatch(c net.Conn) {
 	}
 }
 
+// start runs the accept loop until closeSocket.
+func (l *listener) start(log zerolog.Logger) {
+	l.loop.Add(1)
+	go func() {
+		defer l.loop.Done()
+		l.acceptLoop(log)
+	}()
+}
+
+// closeSocket stops accepting: the accept loop ends (l.loop.Wait waits
+// for it), the server keeps the connections it has.
+func (l *listener) closeSocket() {
+	l.limit.close()
+	l.ln.Close()
+}
+
 // close stops accepting on the socket, then lets the server finish its
 // connections for up to timeout.
 func (l *listener) close(timeout time.Duration) {
-	l.limit.close()
-	l.ln.Close()
+	l.closeSocket()
 	shutdownServer(l.server(), timeout)
+	l.loop.Wait()
 }
 
 func shutdownServer(s *serverLn, timeout time.Duration) {

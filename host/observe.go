@@ -3,10 +3,7 @@ package host
 import (
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -19,11 +16,8 @@ type accessWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	pid    int    // worker that served the request; 0: the host itself
-	remote string // the client's address as the app is told it; "" until known
+	pid    int // worker that served the request; 0: the host itself
 }
-
-var accessPool = sync.Pool{New: func() any { return new(accessWriter) }}
 
 func (a *accessWriter) WriteHeader(code int) {
 	if a.status == 0 && code >= 200 {
@@ -77,10 +71,10 @@ func (a *accessWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 const requestIDHeader = "X-Request-Id"
 
 // requestID returns the id of a request: the X-Request-ID it came with if
-// the peer is trusted (the listener's forwarded_allow_ips) and the value is
-// reasonable, else a new one.
-func requestID(r *http.Request) string {
-	if v := r.Header[requestIDHeader]; len(v) == 1 && validRequestID(v[0]) && peerTrusted(r) {
+// its peer is trusted (the listener's forwarded_allow_ips) and the value
+// is reasonable, else a new one.
+func requestID(r *http.Request, trusted bool) string {
+	if v := r.Header[requestIDHeader]; trusted && len(v) == 1 && validRequestID(v[0]) {
 		return v[0]
 	}
 	return newRequestID()
@@ -99,28 +93,6 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// peerTrusted reports whether the request's peer is one whose forwarded
-// headers its listener believes.
-func peerTrusted(r *http.Request) bool {
-	l, _ := r.Context().Value(listenerKey{}).(*listener)
-	if l == nil {
-		return false
-	}
-	t := l.trust.Load()
-	if t == nil {
-		return false
-	}
-	if t.anyPeer {
-		return true
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	peer, err := netip.ParseAddr(host)
-	return err == nil && t.trusts(peer)
-}
-
 const hexDigits = "0123456789abcdef"
 
 // newRequestID returns 16 random hex digits (math/rand/v2: per-thread
@@ -137,9 +109,10 @@ func newRequestID() string {
 
 // logAccess writes the access line of a request and counts it in the
 // metrics. app is nil for requests no mount matched.
-func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app *appRuntime, id string, start time.Time) {
-	d := time.Since(start)
-	status := aw.status
+func (h *Host) logAccess(q *request) {
+	d := time.Since(q.start)
+	r, app := q.r, q.app
+	status := q.w.status
 	// A request whose connection ended while it ran was cut by the host
 	// if the shutdown timeout had passed (the connections still open are
 	// closed then), else the client went away.
@@ -162,7 +135,7 @@ func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app
 		m = app.m
 	}
 	m.observe(status, d)
-	if !gen.access {
+	if !q.gen.access {
 		return
 	}
 	ev := h.log.Info()
@@ -173,20 +146,13 @@ func (h *Host) logAccess(gen *generation, aw *accessWriter, r *http.Request, app
 	if app != nil {
 		name = app.name
 	}
-	remote := aw.remote
-	if remote == "" {
-		remote = r.RemoteAddr
-		if host, _, err := net.SplitHostPort(remote); err == nil {
-			remote = host
-		}
-	}
 	ev = ev.Str("app", name).Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).
-		Int64("bytes", aw.bytes).Dur("duration", d)
-	if aw.pid != 0 {
-		ev = ev.Int("pid", aw.pid)
+		Int64("bytes", q.w.bytes).Dur("duration", d)
+	if q.w.pid != 0 {
+		ev = ev.Int("pid", q.w.pid)
 	}
 	if cut {
 		ev = ev.Str("cut", "shutdown")
 	}
-	ev.Str("remote", remote).Str("request_id", id).Msg("access")
+	ev.Str("remote", q.client.remoteAddr).Str("request_id", q.id).Msg("access")
 }

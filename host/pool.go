@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -40,8 +41,15 @@ type pool struct {
 	restarted func(reason string)
 	// health records the pool's errors for /status.
 	health *appHealth
+	// startWorker starts a worker process: worker.Start, or a fake in tests.
+	startWorker func(*worker.Spec) (*worker.Process, error)
+
+	ctx    context.Context // ended by stop: back-offs and restarts give up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine of the pool (go)
 
 	mu       sync.Mutex
+	live     map[*proc]bool // every process not yet exited, serving or not
 	slots    []*slot
 	waiters  []*waiter
 	users    int // requests routed to this pool and not finished
@@ -58,18 +66,29 @@ type slot struct {
 
 // proc is a live worker process and its load.
 type proc struct {
-	p         *worker.Process
-	slot      *slot
-	inflight  int
-	served    int
-	limit     int  // recycle after this many requests (0: never)
-	retiring  bool // being recycled: takes no new requests
-	replaced  bool // its replacement is installed: close once idle
-	orphaned  bool // exited while retiring: its slot waits for the recycle
-	noRecycle bool // a replacement failed to start: keep this one
-	started   time.Time
-	timedOut  atomic.Bool // killed for a request past its timeout
+	p        *worker.Process
+	slot     *slot
+	inflight int
+	served   int
+	limit    int // recycle after this many requests (0: never)
+	state    procState
+	started  time.Time
+	timedOut atomic.Bool // killed for a request past its timeout
 }
+
+// procState is where a worker process is in its life in the pool.
+type procState uint8
+
+const (
+	procServing  procState = iota // takes requests; recycled at max_requests or max_rss
+	procKept                      // takes requests, never recycled: its replacement failed to start
+	procRetiring                  // being recycled: no new requests while its replacement starts
+	procReplaced                  // its replacement is installed: closed once idle
+	procOrphaned                  // exited while retiring: the recycle restarts its slot
+)
+
+// takesRequests reports whether the process may be given requests.
+func (pr *proc) takesRequests() bool { return pr.state == procServing || pr.state == procKept }
 
 type waiter struct {
 	ch  chan *proc // buffered 1; closed (with err set) to turn the waiter away
@@ -86,18 +105,52 @@ const maxBodySlots = 64
 // loaded the app, or with the first error (other workers are stopped).
 // restarted counts each worker replaced later, by reason.
 func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *appHealth, restarted func(reason string)) (*pool, error) {
+	pl := newPool(spec, app, log, health, restarted)
 	n := max(spec.Workers, 1)
-	pl := &pool{spec: spec, app: app, log: log, health: health, perWorker: max(spec.Threads, 1), idle: make(chan struct{}), restarted: restarted}
 	// Shared memory for large request bodies: room for every request the
 	// workers may have at once (see pickLocked), and as many again for
 	// bodies being read from clients, up to maxBodySlots. Slots are reused
 	// last-freed first, so only as many pages are touched as bodies
 	// wait at once.
 	if bodies, err := worker.NewBodyArena(app.Name, min(2*n*(pl.perWorker+pipelineDepth), maxBodySlots)); err == nil {
-		spec.Bodies = bodies
+		pl.spec.Bodies = bodies
 	} else {
 		log.Warn().Err(err).Msg("no shared memory for request bodies; they go through the socket")
 	}
+	procs, err := pl.startAll(n)
+	if err != nil {
+		if pl.spec.Bodies != nil {
+			pl.spec.Bodies.Close()
+		}
+		pl.cancel()
+		return nil, err
+	}
+	for _, p := range procs {
+		pl.addSlot(p)
+	}
+	return pl, nil
+}
+
+// newPool returns a pool of spec's app with no worker yet. Its spec is a
+// copy whose Context ends when the pool stops, so that a start in
+// progress is abandoned then.
+func newPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *appHealth, restarted func(reason string)) *pool {
+	pl := &pool{app: app, log: log, health: health, perWorker: max(spec.Threads, 1), idle: make(chan struct{}),
+		restarted: restarted, live: map[*proc]bool{}, startWorker: worker.Start}
+	parent := spec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	pl.ctx, pl.cancel = context.WithCancel(parent)
+	own := *spec
+	own.Context = pl.ctx
+	pl.spec = &own
+	return pl
+}
+
+// startAll starts n workers at once; if any fails, it stops the others
+// and returns the first error.
+func (pl *pool) startAll(n int) ([]*worker.Process, error) {
 	procs := make([]*worker.Process, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -105,31 +158,31 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *ap
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			procs[i], errs[i] = worker.Start(spec)
+			procs[i], errs[i] = pl.startWorker(pl.spec)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
 		for _, p := range procs {
 			if p != nil {
-				p.Kill()
+				p.Close(0)
 			}
 		}
-		if spec.Bodies != nil {
-			spec.Bodies.Close()
-		}
-		for _, e := range errs {
-			if e != nil {
-				return nil, e
-			}
-		}
+		return nil, err
 	}
-	for _, p := range procs {
-		s := &slot{}
-		pl.slots = append(pl.slots, s)
-		pl.install(s, p)
-	}
-	return pl, nil
+	return procs, nil
+}
+
+// addSlot adds a place to the pool, held by p.
+func (pl *pool) addSlot(p *worker.Process) {
+	s := &slot{}
+	pl.mu.Lock()
+	pl.slots = append(pl.slots, s)
+	pl.mu.Unlock()
+	pl.install(s, p)
 }
 
 // Pids returns the pids of the live workers.
@@ -161,9 +214,19 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 		return
 	}
 	s.cur = pr
+	pl.live[pr] = true
 	pl.dispatchLocked(pr)
 	pl.mu.Unlock()
-	go pl.supervise(pr)
+	pl.go_(func() { pl.supervise(pr) })
+}
+
+// go_ runs f in a goroutine that stop waits for.
+func (pl *pool) go_(f func()) {
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		f()
+	}()
 }
 
 // supervise waits for a process to exit and, unless the pool is stopping
@@ -177,9 +240,10 @@ func (pl *pool) supervise(pr *proc) {
 	if s.cur == pr {
 		s.cur = nil
 	}
-	stop := pl.stopped || pr.retiring
-	if pr.retiring && !pr.replaced {
-		pr.orphaned = true // recycle restarts the slot if its start fails
+	delete(pl.live, pr)
+	stop := pl.stopped || pr.state == procRetiring || pr.state == procReplaced
+	if pr.state == procRetiring {
+		pr.state = procOrphaned // recycle restarts the slot if its start fails
 	}
 	if pr.served > 0 || time.Since(started) >= healthyLife {
 		// It worked, and was killed or crashed later: replace it at once.
@@ -205,11 +269,12 @@ func (pl *pool) supervise(pr *proc) {
 		if wait > 0 {
 			pl.log.Warn().Dur("backoff", wait).Msg("worker keeps dying; waiting before the next start")
 		}
-		time.Sleep(wait)
-		if pl.isStopped() {
+		select {
+		case <-time.After(wait):
+		case <-pl.ctx.Done():
 			return
 		}
-		p, err := worker.Start(pl.spec)
+		p, err := pl.startWorker(pl.spec)
 		if err == nil {
 			if pl.isStopped() {
 				p.Close(time.Second)
@@ -217,6 +282,9 @@ func (pl *pool) supervise(pr *proc) {
 			}
 			pl.install(s, p)
 			return
+		}
+		if pl.ctx.Err() != nil {
+			return // the pool is stopping: the start was abandoned
 		}
 		pl.log.Error().Err(err).Msg("worker restart failed")
 		pl.health.record("worker restart failed: "+err.Error(), time.Now())
@@ -385,7 +453,7 @@ var pipelineWindow = 10 * time.Millisecond
 func (pl *pool) pickLocked() *proc {
 	var best *proc
 	for _, s := range pl.slots {
-		if pr := s.cur; pr != nil && !pr.retiring && (best == nil || pr.inflight < best.inflight) && !pr.p.Dead() {
+		if pr := s.cur; pr != nil && pr.takesRequests() && (best == nil || pr.inflight < best.inflight) && !pr.p.Dead() {
 			best = pr
 		}
 	}
@@ -400,7 +468,7 @@ func (pl *pool) pickLocked() *proc {
 	var fresh *proc
 	for _, s := range pl.slots {
 		pr := s.cur
-		if pr == nil || pr.retiring || pr.inflight >= pl.perWorker+pipelineDepth || (fresh != nil && pr.inflight >= fresh.inflight) || pr.p.Dead() {
+		if pr == nil || !pr.takesRequests() || pr.inflight >= pl.perWorker+pipelineDepth || (fresh != nil && pr.inflight >= fresh.inflight) || pr.p.Dead() {
 			continue
 		}
 		if at := pr.p.OldestStart(); !at.IsZero() && time.Since(at) < pipelineWindow {
@@ -442,13 +510,13 @@ func (pl *pool) release(pr *proc) {
 	pl.mu.Lock()
 	pr.inflight--
 	pr.served++
-	if pr.replaced && pr.inflight == 0 {
+	if pr.state == procReplaced && pr.inflight == 0 {
 		pl.mu.Unlock()
-		go pr.p.Close(5 * time.Second)
+		pl.go_(func() { pr.p.Close(5 * time.Second) })
 		return
 	}
 	reason := ""
-	if !pr.retiring && !pr.noRecycle && !pl.stopped {
+	if pr.state == procServing && !pl.stopped {
 		if pr.limit > 0 && pr.served >= pr.limit {
 			reason = "max_requests"
 		} else if pl.app.MaxRSS > 0 && rss(pr.p.Pid) > pl.app.MaxRSS {
@@ -456,15 +524,15 @@ func (pl *pool) release(pr *proc) {
 		}
 	}
 	if reason != "" {
-		pr.retiring = true
-	} else if pr.slot.cur == pr && !pr.retiring && !pr.p.Dead() {
+		pr.state = procRetiring
+	} else if pr.slot.cur == pr && pr.takesRequests() && !pr.p.Dead() {
 		// A dead process is never handed out: queued requests wait for
 		// its replacement, which install hands them.
 		pl.dispatchLocked(pr)
 	}
 	pl.mu.Unlock()
 	if reason != "" {
-		go pl.recycle(pr, reason)
+		pl.go_(func() { pl.recycle(pr, reason) })
 	}
 }
 
@@ -473,21 +541,23 @@ func (pl *pool) release(pr *proc) {
 func (pl *pool) recycle(pr *proc, reason string) {
 	log := pl.log.With().Int("pid", pr.p.Pid).Str("reason", reason).Logger()
 	log.Info().Int("served", pr.served).Msg("recycling worker")
-	p, err := worker.Start(pl.spec)
+	p, err := pl.startWorker(pl.spec)
+	if err != nil && pl.ctx.Err() != nil {
+		return // the pool is stopping: the start was abandoned
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("could not start the replacement; the old worker keeps serving")
 		pl.health.record("could not start a replacement worker: "+err.Error(), time.Now())
 		pl.mu.Lock()
-		pr.retiring = false
-		pr.noRecycle = true
-		orphaned := pr.orphaned
+		orphaned := pr.state == procOrphaned
+		pr.state = procKept
 		if !orphaned {
 			pl.dispatchLocked(pr)
 		}
 		pl.mu.Unlock()
 		if orphaned {
 			// The old worker died meanwhile: restart the slot as after a crash.
-			go pl.supervise(pr)
+			pl.supervise(pr)
 		}
 		return
 	}
@@ -498,7 +568,7 @@ func (pl *pool) recycle(pr *proc, reason string) {
 	pl.restarted(reason)
 	pl.install(pr.slot, p)
 	pl.mu.Lock()
-	pr.replaced = true
+	pr.state = procReplaced
 	idle := pr.inflight == 0
 	pl.mu.Unlock()
 	if idle {
@@ -569,22 +639,16 @@ func (pl *pool) stop(timeout time.Duration) {
 	pl.mu.Lock()
 	pl.stopped = true
 	var procs []*worker.Process
-	for _, s := range pl.slots {
-		if s.cur != nil {
-			procs = append(procs, s.cur.p)
-		}
+	for pr := range pl.live {
+		procs = append(procs, pr.p)
 	}
 	pl.turnAwayLocked(errDraining)
 	pl.mu.Unlock()
-	var wg sync.WaitGroup
+	pl.cancel()
 	for _, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Close(5 * time.Second)
-		}()
+		pl.go_(func() { p.Close(5 * time.Second) })
 	}
-	wg.Wait()
+	pl.wg.Wait()
 	if pl.spec.Bodies != nil {
 		pl.spec.Bodies.Close() // unmapped once the last request lets go of its slot
 	}

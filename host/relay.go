@@ -16,14 +16,11 @@ import (
 // client. The worker's frames are queued (and spooled) by its Call as they
 // arrive, so the worker is never held by a slow client; relay only writes.
 type relay struct {
-	h     *Host
-	w     *accessWriter
-	r     *http.Request
-	app   *appRuntime
-	call  *worker.Call
-	pr    *proc
-	send  deadline  // limits.send_timeout between two writes
-	began time.Time // when the request was first sent to a worker
+	h    *Host
+	q    *request
+	call *worker.Call
+	pr   *proc
+	send deadline // limits.send_timeout between two writes
 
 	started   bool  // the head was written
 	streamed  bool  // no Content-Length: flush the first chunk at once
@@ -34,7 +31,7 @@ type relay struct {
 // run copies the response. It reports whether the request never started
 // and should be sent to another worker.
 func (rl *relay) run() (retry bool) {
-	done := rl.r.Context().Done()
+	done := rl.q.r.Context().Done()
 	for {
 		f, err := rl.call.Next(done, nil)
 		if err != nil {
@@ -52,7 +49,7 @@ func (rl *relay) run() (retry bool) {
 		case worker.FrameFile:
 			rl.file(f)
 		case worker.FrameEnd:
-			rl.h.log.Debug().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Dur("took", time.Since(rl.began)).Msg("request done")
+			rl.h.log.Debug().Str("app", rl.q.app.name).Int("pid", rl.pr.p.Pid).Dur("took", time.Since(rl.q.start)).Msg("request done")
 			return false
 		case worker.FrameAbort:
 			rl.aborted(f.Payload)
@@ -74,7 +71,7 @@ func (rl *relay) failed(err error) (retry bool) {
 		// The pool killed the worker and logged every request it ran.
 		rl.cut(http.StatusGatewayTimeout, "504 Gateway Timeout: the app did not answer in time")
 	default:
-		rl.h.log.Error().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+		rl.h.log.Error().Str("app", rl.q.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.q.r.Method+" "+rl.q.r.RequestURI).
 			Err(err).Msg("worker died while serving the request")
 		rl.cut(http.StatusBadGateway, "502 Bad Gateway: the worker died")
 	}
@@ -85,7 +82,7 @@ func (rl *relay) failed(err error) (retry bool) {
 // connection: never a silently short response.
 func (rl *relay) cut(code int, msg string) {
 	if !rl.started {
-		http.Error(rl.w, msg, code)
+		http.Error(&rl.q.w, msg, code)
 		return
 	}
 	panic(http.ErrAbortHandler)
@@ -93,20 +90,20 @@ func (rl *relay) cut(code int, msg string) {
 
 // start writes the status and headers of a FrameStart payload.
 func (rl *relay) start(p []byte) bool {
-	code, err := writeHeader(rl.w, p)
+	code, err := writeHeader(&rl.q.w, p)
 	if err != nil {
-		rl.h.log.Error().Err(err).Str("app", rl.app.name).Msg("bad response header from worker")
-		http.Error(rl.w, "500 Internal Server Error", http.StatusInternalServerError)
+		rl.h.log.Error().Err(err).Str("app", rl.q.app.name).Msg("bad response header from worker")
+		http.Error(&rl.q.w, "500 Internal Server Error", http.StatusInternalServerError)
 		return false
 	}
 	rl.remaining = -1
-	if cl := rl.w.Header()["Content-Length"]; len(cl) == 1 {
+	if cl := rl.q.w.Header()["Content-Length"]; len(cl) == 1 {
 		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil {
 			rl.remaining = n
 		}
 	}
 	rl.send.write(time.Now())
-	rl.w.WriteHeader(code)
+	rl.q.w.WriteHeader(code)
 	rl.started = true
 	rl.streamed = rl.remaining < 0
 	return true
@@ -117,7 +114,7 @@ func (rl *relay) start(p []byte) bool {
 // It reports false if the client cannot be written to.
 func (rl *relay) body(p []byte) bool {
 	defer worker.PutBuffer(p)
-	if rl.r.Method == http.MethodHead {
+	if rl.q.r.Method == http.MethodHead {
 		return true
 	}
 	if rl.remaining >= 0 {
@@ -131,12 +128,12 @@ func (rl *relay) body(p []byte) bool {
 		}
 	}
 	rl.send.write(time.Now())
-	if _, err := rl.w.Write(p); err != nil {
-		rl.h.log.Debug().Err(err).Str("app", rl.app.name).Msg("writing the response to the client")
+	if _, err := rl.q.w.Write(p); err != nil {
+		rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("writing the response to the client")
 		return false
 	}
 	if rl.streamed || !rl.call.Pending() {
-		rl.w.Flush()
+		rl.q.w.Flush()
 		rl.streamed = false
 	}
 	return true
@@ -149,7 +146,7 @@ func (rl *relay) tooLong() {
 		return
 	}
 	rl.overlong = true
-	rl.h.sampled(&rl.h.appWarnings, rl.h.log.Warn()).Str("app", rl.app.name).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+	rl.h.sampled(&rl.h.appWarnings, rl.h.log.Warn()).Str("app", rl.q.app.name).Str("request", rl.q.r.Method+" "+rl.q.r.RequestURI).
 		Msg("app sent more body than its Content-Length; sent exactly Content-Length bytes")
 }
 
@@ -157,7 +154,7 @@ func (rl *relay) tooLong() {
 // bounded by a declared Content-Length.
 func (rl *relay) file(f worker.Frame) {
 	defer f.File.Close()
-	if rl.r.Method == http.MethodHead {
+	if rl.q.r.Method == http.MethodHead {
 		return
 	}
 	off, n := f.FileRange()
@@ -168,7 +165,7 @@ func (rl *relay) file(f worker.Frame) {
 	_, err := f.File.Seek(off, io.SeekStart)
 	if err == nil {
 		var sent int64
-		sent, err = io.Copy(rl.w, io.LimitReader(f.File, n))
+		sent, err = io.Copy(&rl.q.w, io.LimitReader(f.File, n))
 		if err == nil && sent < n {
 			err = fmt.Errorf("file ended after %d of %d bytes", sent, n)
 		}
@@ -177,16 +174,16 @@ func (rl *relay) file(f worker.Frame) {
 		}
 	}
 	if err != nil {
-		rl.h.log.Debug().Err(err).Str("app", rl.app.name).Msg("sending a file response")
+		rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("sending a file response")
 		rl.call.Abandon()
 		panic(http.ErrAbortHandler) // never a silently short body
 	}
-	rl.h.log.Debug().Str("app", rl.app.name).Msg("response body sent from the file")
+	rl.h.log.Debug().Str("app", rl.q.app.name).Msg("response body sent from the file")
 }
 
 // aborted handles FrameAbort: the app raised an exception.
 func (rl *relay) aborted(traceback []byte) {
-	rl.h.log.Error().Str("app", rl.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.r.Method+" "+rl.r.RequestURI).
+	rl.h.log.Error().Str("app", rl.q.app.name).Int("pid", rl.pr.p.Pid).Str("request", rl.q.r.Method+" "+rl.q.r.RequestURI).
 		Str("traceback", string(traceback)).Msg("app raised an exception")
 	rl.cut(http.StatusInternalServerError, "500 Internal Server Error: the app raised an exception; see the server log")
 }

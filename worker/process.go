@@ -89,7 +89,7 @@ const creditEvery = 128 << 10
 type Process struct {
 	spec *Spec
 	cmd  *exec.Cmd
-	conn *net.UnixConn
+	conn net.Conn // a *net.UnixConn, but for an attached fake worker
 	// Pid is the worker's process id.
 	Pid int
 
@@ -119,7 +119,7 @@ type Process struct {
 }
 
 // newProcess returns a Process speaking over conn; run starts its loops.
-func newProcess(spec *Spec, conn *net.UnixConn) *Process {
+func newProcess(spec *Spec, conn net.Conn) *Process {
 	p := &Process{spec: spec, conn: conn, calls: map[uint32]*Call{}, exited: make(chan struct{}),
 		kick: make(chan struct{}, 1), readDone: make(chan struct{})}
 	p.wcond = sync.NewCond(&p.wmu)
@@ -323,7 +323,7 @@ func (p *Process) awaitReady() error {
 // Attach speaks the protocol over conn to a worker that is already
 // running and ready (no process is started or signalled): benchmarks use it
 // with an in-process fake worker. Exited is closed when conn is done.
-func Attach(spec *Spec, conn *net.UnixConn) *Process {
+func Attach(spec *Spec, conn net.Conn) *Process {
 	p := newProcess(spec, conn)
 	p.run(bufio.NewReaderSize(p.fds, 64<<10))
 	go func() {
@@ -748,14 +748,18 @@ func (p *Process) finishLocked(c *Call) {
 // descriptors that come with the data (SCM_RIGHTS) for FrameFile frames,
 // in the order they arrive.
 type fdReader struct {
-	conn *net.UnixConn
+	conn net.Conn // file descriptors come only over a *net.UnixConn
 	oob  []byte
 	mu   sync.Mutex
 	fds  []int
 }
 
 func (r *fdReader) Read(b []byte) (int, error) {
-	n, oobn, _, _, err := r.conn.ReadMsgUnix(b, r.oob)
+	uc, ok := r.conn.(*net.UnixConn)
+	if !ok {
+		return r.conn.Read(b)
+	}
+	n, oobn, _, _, err := uc.ReadMsgUnix(b, r.oob)
 	n = max(n, 0)
 	if oobn > 0 {
 		if msgs, perr := syscall.ParseSocketControlMessage(r.oob[:oobn]); perr == nil {
@@ -803,7 +807,9 @@ func (p *Process) Close(grace time.Duration) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	p.conn.CloseWrite()
+	if cw, ok := p.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 	if p.cmd != nil {
 		syscall.Kill(-p.Pid, syscall.SIGTERM)
 	}
