@@ -307,62 +307,12 @@ func parseForwarded(elems []fwdElement, line string) (_ []fwdElement, ok bool) {
 		i = skipOWS(line, i)
 		// A pair: token "=" value; empty elements and pairs are allowed.
 		if i < len(line) && line[i] != ';' && line[i] != ',' {
-			j := i
-			for j < len(line) && isTokenChar(line[j]) {
-				j++
-			}
-			if j == i || j >= len(line) || line[j] != '=' {
+			var name, val string
+			if name, val, i, ok = forwardedPair(line, i); !ok {
 				return elems, false
 			}
-			name := line[i:j]
-			i = j + 1
-			var val string
-			if i < len(line) && line[i] == '"' {
-				var b strings.Builder
-				i++
-				for {
-					if i >= len(line) {
-						return elems, false // unterminated
-					}
-					c := line[i]
-					if c == '\\' && i+1 < len(line) {
-						b.WriteByte(line[i+1])
-						i += 2
-						continue
-					}
-					i++
-					if c == '"' {
-						break
-					}
-					b.WriteByte(c)
-				}
-				val = b.String()
-			} else {
-				j := i
-				for j < len(line) && isTokenChar(line[j]) {
-					j++
-				}
-				if j == i {
-					return elems, false
-				}
-				val, i = line[i:j], j
-			}
-			var k int
-			switch {
-			case strings.EqualFold(name, "for"):
-				k, e.forNode = 0, val
-			case strings.EqualFold(name, "proto"):
-				k, e.proto = 1, val
-			case strings.EqualFold(name, "host"):
-				k, e.host = 2, val
-			default:
-				k = -1 // "by" and extensions
-			}
-			if k >= 0 {
-				if seen[k] {
-					return elems, false
-				}
-				seen[k] = true
+			if !e.set(name, val, &seen) {
+				return elems, false
 			}
 			i = skipOWS(line, i)
 		}
@@ -379,6 +329,72 @@ func parseForwarded(elems []fwdElement, line string) (_ []fwdElement, ok bool) {
 			return elems, false
 		}
 	}
+}
+
+// forwardedPair reads the pair token "=" value at line[i:], the value a
+// token or a quoted string, and returns it with the index after it.
+func forwardedPair(line string, i int) (name, val string, next int, ok bool) {
+	j := i
+	for j < len(line) && isTokenChar(line[j]) {
+		j++
+	}
+	if j == i || j >= len(line) || line[j] != '=' {
+		return "", "", 0, false
+	}
+	name, i = line[i:j], j+1
+	if i < len(line) && line[i] == '"' {
+		val, next, ok = quotedString(line, i+1)
+		return name, val, next, ok
+	}
+	j = i
+	for j < len(line) && isTokenChar(line[j]) {
+		j++
+	}
+	if j == i {
+		return "", "", 0, false
+	}
+	return name, line[i:j], j, true
+}
+
+// quotedString reads the rest of a quoted string whose opening quote is
+// before line[i], undoing backslash escapes; false if it is unterminated.
+func quotedString(line string, i int) (string, int, bool) {
+	var b strings.Builder
+	for i < len(line) {
+		c := line[i]
+		if c == '\\' && i+1 < len(line) {
+			b.WriteByte(line[i+1])
+			i += 2
+			continue
+		}
+		i++
+		if c == '"' {
+			return b.String(), i, true
+		}
+		b.WriteByte(c)
+	}
+	return "", 0, false
+}
+
+// set records the parameter name=val of a Forwarded element: for, proto
+// and host (any case) at most once each; "by" and extensions are ignored.
+func (e *fwdElement) set(name, val string, seen *[3]bool) bool {
+	var k int
+	switch {
+	case strings.EqualFold(name, "for"):
+		k, e.forNode = 0, val
+	case strings.EqualFold(name, "proto"):
+		k, e.proto = 1, val
+	case strings.EqualFold(name, "host"):
+		k, e.host = 2, val
+	default:
+		return true
+	}
+	if seen[k] {
+		return false
+	}
+	seen[k] = true
+	return true
 }
 
 func skipOWS(s string, i int) int {
