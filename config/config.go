@@ -1,5 +1,3 @@
-// Package config defines gowsgi's YAML configuration: its types, loading,
-// validation with file:line:col errors, and watching the file for changes.
 package config
 
 import (
@@ -94,7 +92,8 @@ type Limits struct {
 	MaxSpool int64
 }
 
-// Defaults of the per-app and limits settings.
+// Defaults of the settings a config file leaves out, where other code
+// needs them by name. Every key's default is in its entry in keys.go.
 const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultQueue        = 1024
@@ -102,19 +101,19 @@ const (
 	DefaultStartTimeout = 60 * time.Second
 	// DefaultMaxConnections is a listener's connection limit when it sets none.
 	DefaultMaxConnections = 4096
+	// DefaultCallable is the WSGI callable looked up when module names none.
+	DefaultCallable = "application"
+	// DefaultPython is the interpreter command used when an app names none.
+	DefaultPython = "python3"
+	// DefaultShutdownTimeout is used when shutdown_timeout is not set.
+	DefaultShutdownTimeout = 30 * time.Second
+	// MaxWorkers is the largest accepted value of workers and of threads.
+	MaxWorkers = 1024
 )
 
-// DefaultLimits are the limits of a config that sets none.
-var DefaultLimits = Limits{
-	MaxBody:           16 << 20,
-	MaxHeaderBytes:    64 << 10,
-	ReadHeaderTimeout: 10 * time.Second,
-	IdleTimeout:       60 * time.Second,
-	BodyTimeout:       60 * time.Second,
-	SendTimeout:       60 * time.Second,
-	BodyMemory:        64 << 20,
-	MaxSpool:          1 << 30,
-}
+// DefaultLimits are the limits of a config that sets none: the defaults
+// of limitKeys.
+var DefaultLimits = defaults(limitKeys)
 
 // ParseSize parses a byte count: an integer, optionally followed by B, KB,
 // MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).

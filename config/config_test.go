@@ -581,9 +581,9 @@ func TestParseListenAddr(t *testing.T) {
 		{"tcp://localhost:80", "", "", false},
 	}
 	for _, tt := range tests {
-		ln, _, problem := parseListenAddr(tt.addr, "/base")
-		if ok := problem == ""; ok != tt.ok {
-			t.Errorf("%q: ok = %v (%s), want %v", tt.addr, ok, problem, tt.ok)
+		ln, err := parseListenAddr(tt.addr, "/base")
+		if ok := err == nil; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%v), want %v", tt.addr, ok, err, tt.ok)
 			continue
 		}
 		if tt.ok && (ln.Network != tt.network || ln.Address != tt.address || ln.Addr != tt.addr) {
@@ -615,9 +615,9 @@ func TestParseModule(t *testing.T) {
 		{"a b", "", "", false},
 	}
 	for _, tt := range tests {
-		m, c, problem := parseModule(tt.in)
-		if ok := problem == ""; ok != tt.ok {
-			t.Errorf("%q: ok = %v (%s), want %v", tt.in, ok, problem, tt.ok)
+		m, c, err := parseModule(tt.in)
+		if ok := err == nil; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%v), want %v", tt.in, ok, err, tt.ok)
 			continue
 		}
 		if m != tt.module || c != tt.callable {
@@ -663,9 +663,9 @@ func TestParseMountKey(t *testing.T) {
 		{"/a#b", "", "", false},
 	}
 	for _, tt := range tests {
-		host, prefix, problem := parseMountKey(tt.key)
-		if ok := problem == ""; ok != tt.ok {
-			t.Errorf("%q: ok = %v (%s), want %v", tt.key, ok, problem, tt.ok)
+		host, prefix, err := parseMountKey(tt.key)
+		if ok := err == nil; ok != tt.ok {
+			t.Errorf("%q: ok = %v (%v), want %v", tt.key, ok, err, tt.ok)
 			continue
 		}
 		if host != tt.host || prefix != tt.prefix {
@@ -688,7 +688,7 @@ func TestSuggest(t *testing.T) {
 		{"x", ""},
 	}
 	for _, tt := range tests {
-		if got := suggest(tt.name, appKeys); got != tt.want {
+		if got := suggest(tt.name, keyNames(appKeys)); got != tt.want {
 			t.Errorf("suggest(%q) = %q, want %q", tt.name, got, tt.want)
 		}
 	}

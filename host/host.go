@@ -272,11 +272,7 @@ func (h *Host) startApp(def config.App) *appRuntime {
 		rt.static = st
 		return rt
 	}
-	spec := &worker.Spec{
-		App: def.Name, Python: def.Python, Dir: def.Dir, Module: def.Module, Callable: def.Callable,
-		Threads: def.Threads, Workers: def.Workers, Env: def.Env, StartTimeout: def.StartTimeout, Log: h.log,
-		Context: h.life,
-	}
+	spec := WorkerSpec(h.life, &def, h.log)
 	log := h.log.With().Str("app", def.Name).Logger()
 	pl, err := startPool(spec, def, h.log.With().Str("app", def.Name).Logger(), rt.health, func(reason string) { rt.m.restarted(h.metrics, reason) })
 	if err != nil {

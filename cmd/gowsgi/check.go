@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gowsgi/gowsgi/config"
+	"github.com/gowsgi/gowsgi/host"
 	"github.com/gowsgi/gowsgi/worker"
 )
 
@@ -106,11 +108,7 @@ func readableDir(dir string) error {
 // app loaded, with the lines to print.
 func checkApp(app *config.App) (bool, string) {
 	out := &appOutput{}
-	p, err := worker.Start(&worker.Spec{
-		App: app.Name, Python: app.Python, Dir: app.Dir, Module: app.Module, Callable: app.Callable,
-		Threads: app.Threads, Workers: app.Workers, Env: app.Env, StartTimeout: app.StartTimeout,
-		Log: zerolog.New(out),
-	})
+	p, err := worker.Start(host.WorkerSpec(context.Background(), app, zerolog.New(out)))
 	if err == nil {
 		p.Close(5 * time.Second)
 		python := app.Python
