@@ -64,9 +64,10 @@ type loader struct {
 	base string // absolute folder of the config file
 	errs Errors
 
-	walked     int    // key/value pairs walked, merged ones included
-	mergeDepth int    // "<<" merges being expanded, nested
-	overBudget *Error // set once walked passes maxEntries
+	walked     int                 // key/value pairs walked, merged ones included
+	mergeDepth int                 // "<<" merges being expanded, nested
+	expanding  map[*yaml.Node]bool // mappings whose entries are being walked (a merge of one is a cycle)
+	overBudget *Error              // set once walked passes maxEntries
 }
 
 // pos returns the position of n in the file.

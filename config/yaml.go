@@ -97,6 +97,11 @@ func (l *loader) entries(where string, m *yaml.Node) []entry {
 		}
 		return nil
 	}
+	if l.expanding == nil {
+		l.expanding = map[*yaml.Node]bool{}
+	}
+	l.expanding[m] = true
+	defer delete(l.expanding, m)
 	var out, merged []entry
 	seen := make(map[string]*yaml.Node)
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -145,6 +150,12 @@ func (l *loader) tooLarge(where string, n *yaml.Node, merge bool) {
 // mapping, or of a list of mappings (earlier mappings win).
 func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
 	vd := deref(v)
+	if l.expanding[vd] {
+		// A mapping that merges itself (or one that merges it): its
+		// expansion would never end.
+		l.errorf(v, "%s\"<<\" merges a mapping into itself", field(where))
+		return nil
+	}
 	switch vd.Kind {
 	case yaml.MappingNode:
 		return l.entries(where, vd)
@@ -155,6 +166,10 @@ func (l *loader) mergeEntries(where string, v *yaml.Node) []entry {
 		for _, item := range vd.Content {
 			if deref(item).Kind != yaml.MappingNode {
 				l.errorf(item, "%s\"<<\" merges mappings only, got %s", field(where), describe(item))
+				continue
+			}
+			if l.expanding[deref(item)] {
+				l.errorf(item, "%s\"<<\" merges a mapping into itself", field(where))
 				continue
 			}
 			for _, e := range l.entries(where, deref(item)) {
