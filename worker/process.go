@@ -27,26 +27,27 @@ var program string
 // Program returns the embedded Python worker program.
 func Program() string { return program }
 
-// prog is the worker program in a memfd, made once per host process (again
-// after a failure) and inherited by every worker, which runs it by path:
-// its command line then names the app instead of holding the whole
-// program, and tracebacks show the program's lines. The host never closes it.
-var prog struct {
+// programMemfd is the worker program in a memfd, made once per host
+// process (again after a failure) and inherited by every worker, which
+// runs it by path: its command line then names the app instead of holding
+// the whole program, and tracebacks show the program's lines. The host
+// never closes it.
+var programMemfd struct {
 	mu sync.Mutex
 	f  *os.File
 }
 
 func programFile() (*os.File, error) {
-	prog.mu.Lock()
-	defer prog.mu.Unlock()
-	if prog.f == nil {
+	programMemfd.mu.Lock()
+	defer programMemfd.mu.Unlock()
+	if programMemfd.f == nil {
 		f, err := newProgramFile()
 		if err != nil {
 			return nil, fmt.Errorf("worker program: %w", err)
 		}
-		prog.f = f
+		programMemfd.f = f
 	}
-	return prog.f, nil
+	return programMemfd.f, nil
 }
 
 // newProgramFile writes the program into a new memfd and seals it, so that
