@@ -16,9 +16,9 @@ import (
 // (exitsyscall), finds sysmonwait set and wakes it with a futex; it then
 // polls every 20 µs until it finds every P idle again. The host idles
 // between requests whenever its workers are the slow part, so that is one
-// or two wake-up cycles per request (a futex wake, two thread wake-ups, a
-// nanosleep), measured on a 2-CPU VM as ~0.5–1.4 context switches of the
-// sysmon thread and 10–70 µs of host CPU per Flask request.
+// wake-up cycle per request at most (a futex wake, two thread wake-ups, a
+// nanosleep): counted on a 2-CPU VM with Flask, 0.84 wake-ups of sysmon's
+// thread and ~40 µs more host CPU per request (README, Tuning).
 //
 // No supported setting prevents it. GODEBUG=schedtrace > 0 does (sysmon
 // skips the deep sleep "so that it can print that information at the right
