@@ -611,9 +611,8 @@ def notes(args, servers, info):
                   "so it runs more than one request at a time, unlike the others.")
         n.append(w)
     n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`, Go threads by default (GOMAXPROCS: half the "
-             "CPUs, at least 1, unless the environment sets it) and Go's system monitor kept out of deep sleep "
-             "(GODEBUG=schedtrace, unless the environment sets schedtrace; see the README); CPU and RSS include "
-             "the Go host and its worker.")
+             "CPUs, at least 1, unless the environment sets it), without -keep-sysmon-awake (see the README's "
+             "Tuning); CPU and RSS include the Go host and its worker.")
     n.append("errors: non-2xx responses, wrk socket errors (connect/read/write/timeout), wrong response "
              "bodies (post scenario, checked by post1m.lua) and a failed check request before the run; "
              "⚠ marks a row with any.")

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 //go:embed worker.py
@@ -26,9 +27,52 @@ var program string
 // Program returns the embedded Python worker program.
 func Program() string { return program }
 
-// bootstrap runs the program passed as argv[1] under a file name that
-// tracebacks show, instead of "<string>".
-const bootstrap = "import sys; exec(compile(sys.argv.pop(1), 'gowsgi-worker.py', 'exec'))"
+// programMemfd is the worker program in a memfd, made once per host
+// process (again after a failure) and inherited by every worker, which
+// runs it by path: its command line then names the app instead of holding
+// the whole program, and tracebacks show the program's lines. The host
+// never closes it.
+var programMemfd struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func programFile() (*os.File, error) {
+	programMemfd.mu.Lock()
+	defer programMemfd.mu.Unlock()
+	if programMemfd.f == nil {
+		f, err := newProgramFile()
+		if err != nil {
+			return nil, fmt.Errorf("worker program: %w", err)
+		}
+		programMemfd.f = f
+	}
+	return programMemfd.f, nil
+}
+
+// newProgramFile writes the program into a new memfd and seals it, so that
+// no worker (nor its app) can change what the next one runs.
+func newProgramFile() (*os.File, error) {
+	const flags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+	fd, err := unix.MemfdCreate("gowsgi-worker.py", flags|unix.MFD_NOEXEC_SEAL)
+	if errors.Is(err, unix.EINVAL) { // MFD_NOEXEC_SEAL is Linux 6.3+
+		fd, err = unix.MemfdCreate("gowsgi-worker.py", flags)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "gowsgi-worker.py")
+	if _, err := io.WriteString(f, program); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return f, nil
+}
 
 // Spec says how to start worker processes for one app.
 type Spec struct {
@@ -137,6 +181,10 @@ func (p *Process) run(br *bufio.Reader) {
 // Start starts a worker process and waits until its app is loaded. A
 // failure to import the app is a *LoadError carrying the traceback.
 func Start(spec *Spec) (*Process, error) {
+	prog, err := programFile()
+	if err != nil {
+		return nil, fmt.Errorf("app %q: %w", spec.App, err)
+	}
 	conn, child, err := socketPair(spec.App, "worker")
 	if err != nil {
 		return nil, err
@@ -147,17 +195,16 @@ func Start(spec *Spec) (*Process, error) {
 		child.Close()
 		return nil, err
 	}
-	files := []*os.File{child, childCtl} // fds 3 and 4 in the worker
-	cmd := command(spec)
-	bodies, bodiesFile := shareBodies(spec, cmd, &files)
-	cmd.ExtraFiles = files
+	cmd := command(spec, child, childCtl, prog)
+	bodies, bodiesFile := shareBodies(spec, cmd)
 	p := newProcess(spec, conn)
 	p.cmd, p.bodies, p.ctl = cmd, bodies, ctl
-	err = p.start(files)
+	// The host's copies of the worker's own files (not the shared program).
+	files := []*os.File{child, childCtl}
 	if bodiesFile != nil {
-		bodiesFile.Close()
+		files = append(files, bodiesFile)
 	}
-	if err != nil {
+	if err = p.start(files); err != nil {
 		conn.Close()
 		ctl.Close()
 		return nil, err
@@ -186,8 +233,12 @@ func socketPair(app, what string) (*net.UnixConn, *os.File, error) {
 	return fc.(*net.UnixConn), childFile, nil
 }
 
-// command returns the worker's command for spec, without its files.
-func command(spec *Spec) *exec.Cmd {
+// command returns the worker's command for spec: the interpreter runs the
+// program from its inherited memfd, by path, with the app's name as its
+// argument (so ps shows "python3 -u /proc/self/fd/5 APP", and
+// "gowsgi-worker APP" once the worker has set its title), and inherits the
+// two sockets. Any further file goes through addFile.
+func command(spec *Spec, conn, ctl, prog *os.File) *exec.Cmd {
 	python := spec.Python
 	if python == "" {
 		python = "python3"
@@ -196,11 +247,11 @@ func command(spec *Spec) *exec.Cmd {
 	if callable == "" {
 		callable = "application"
 	}
-	cmd := exec.Command(python, "-u", "-c", bootstrap, program)
+	cmd := exec.Command(python)
 	cmd.Dir = spec.Dir
 	cmd.Env = append(os.Environ(),
-		"GOWSGI_FD=3",
-		"GOWSGI_CTL_FD=4",
+		"GOWSGI_FD="+addFile(cmd, conn),
+		"GOWSGI_CTL_FD="+addFile(cmd, ctl),
 		"GOWSGI_MODULE="+spec.Module,
 		"GOWSGI_CALLABLE="+callable,
 		"GOWSGI_THREADS="+strconv.Itoa(max(spec.Threads, 1)),
@@ -210,15 +261,23 @@ func command(spec *Spec) *exec.Cmd {
 	for k, v := range spec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	cmd.Args = append(cmd.Args, "-u", "/proc/self/fd/"+addFile(cmd, prog), spec.App)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd
+}
+
+// addFile adds f to the files the worker inherits and returns its
+// descriptor number there: ExtraFiles[i] is fd 3+i.
+func addFile(cmd *exec.Cmd, f *os.File) string {
+	cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	return strconv.Itoa(2 + len(cmd.ExtraFiles))
 }
 
 // shareBodies adds the app's shared body area to the worker's files, if
 // the app has one that is not closed; it returns the area and the file to
 // close once the worker has started. Without it, bodies go through the
 // socket.
-func shareBodies(spec *Spec, cmd *exec.Cmd, files *[]*os.File) (*BodyArena, *os.File) {
+func shareBodies(spec *Spec, cmd *exec.Cmd) (*BodyArena, *os.File) {
 	if spec.Bodies == nil {
 		return nil, nil
 	}
@@ -229,8 +288,7 @@ func shareBodies(spec *Spec, cmd *exec.Cmd, files *[]*os.File) (*BodyArena, *os.
 		}
 		return nil, nil
 	}
-	cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD="+strconv.Itoa(3+len(*files)), "GOWSGI_BODY_SIZE="+strconv.FormatInt(spec.Bodies.size(), 10))
-	*files = append(*files, f)
+	cmd.Env = append(cmd.Env, "GOWSGI_BODY_FD="+addFile(cmd, f), "GOWSGI_BODY_SIZE="+strconv.FormatInt(spec.Bodies.size(), 10))
 	return spec.Bodies, f
 }
 

@@ -1,9 +1,11 @@
 # gowsgi worker: runs one WSGI application for the gowsgi host.
 #
-# The host starts this program with an inherited socket (fd in GOWSGI_FD) and
-# speaks a framed protocol over it. Every frame is a 9-byte header, type (1
-# byte), request id (uint32 LE) and payload length (uint32 LE), then the
-# payload. See protocol.go for the frame types; this file mirrors them.
+# The host runs this program from a memfd the worker inherits, by path
+# (python -u /proc/self/fd/N APP; see as_started_by_c), with an inherited
+# socket (fd in GOWSGI_FD), and speaks a framed protocol over it. Every
+# frame is a 9-byte header, type (1 byte), request id (uint32 LE) and
+# payload length (uint32 LE), then the payload. See protocol.go for the
+# frame types; this file mirrors them.
 #
 # Host -> worker:
 #   R  request: uint32 environ length, environ (marshal dict), body bytes
@@ -763,7 +765,41 @@ def serve_threaded(worker, conn, reader, threads):
         q.put(None)
 
 
+def as_started_by_c():
+    """Hide from the app how the host runs this program, as `python -c`
+    would: Python put the file's directory ("/", that of the memfd) first on
+    sys.path, where "" goes instead; sys.argv is the program alone; __main__
+    has no __file__ (else multiprocessing would run it again in its children,
+    where the descriptor is not). Returns the app's name."""
+    if not getattr(sys.flags, "safe_path", False):
+        sys.path[0] = ""
+    app = sys.argv[1] if len(sys.argv) > 1 else ""
+    del sys.argv[1:]
+    globals().pop("__file__", None)
+    return app
+
+
+def set_title(title):
+    """Show title in ps and top (command line and name) if the interpreter
+    has setproctitle; without it they show python -u /proc/self/fd/N APP."""
+    ours = "SPT_NOENV" not in os.environ
+    if ours:
+        # Leave /proc/PID/environ alone: the title fits in the command line.
+        os.environ["SPT_NOENV"] = "1"
+    try:
+        from setproctitle import setproctitle
+        setproctitle(title)
+    except ImportError:
+        pass
+    except Exception as e:
+        print("gowsgi worker: cannot set the process title (%r)" % (e,), file=sys.stderr)
+    finally:
+        if ours:
+            del os.environ["SPT_NOENV"]
+
+
 def main():
+    set_title("gowsgi-worker " + as_started_by_c())
     fd = int(os.environ.pop("GOWSGI_FD"))
     ctl_fd = os.environ.pop("GOWSGI_CTL_FD", None)
     module = os.environ.pop("GOWSGI_MODULE")

@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	gowsgi [serve] [-c gowsgi.yaml] [-log-level info] [-log-format console|json] [-watch=true]
+//	gowsgi [serve] [-c gowsgi.yaml] [-log-level info] [-log-format console|json] [-watch=true] [-keep-sysmon-awake]
 //	gowsgi check [-c gowsgi.yaml]
 //	gowsgi version
 //
@@ -67,6 +67,8 @@ Exit codes:
 type serveOpts struct {
 	cfgPath, level, format string
 	watch                  bool
+	// sysmonAwake asks for the re-execution of sysmon.go (opt-in).
+	sysmonAwake bool
 	// levelSet and formatSet tell that -log-level and -log-format were
 	// given: they then override the config's log settings.
 	levelSet, formatSet bool
@@ -79,6 +81,7 @@ func serveFlags() (*flag.FlagSet, *serveOpts) {
 	fs.StringVar(&o.level, "log-level", "info", "log `level`: debug, info, warn, error (overrides the config's log.level)")
 	fs.StringVar(&o.format, "log-format", "", "log `format`: console or json (overrides the config's log.format; default: console on a terminal, else json)")
 	fs.BoolVar(&o.watch, "watch", true, "reload when the config file changes (SIGHUP always reloads)")
+	fs.BoolVar(&o.sysmonAwake, "keep-sysmon-awake", false, "tuning: re-execute once with GODEBUG=schedtrace so that Go's system monitor never sleeps deeply\n(less CPU per request when the workers are the slow part; a crash may then hang the host; see the README)")
 	return fs, o
 }
 
@@ -221,8 +224,12 @@ func serve(o *serveOpts) int {
 		fmt.Fprintln(os.Stderr, "gowsgi:", err)
 		return 2
 	}
-	// The host will run: re-execute it (once) with sysmon kept awake.
-	sysmonErr := keepSysmonAwake(o.cfgPath)
+	// The host will run: re-execute it (once) with sysmon kept awake, if
+	// asked to.
+	var sysmonErr error
+	if o.sysmonAwake {
+		sysmonErr = keepSysmonAwake(o.cfgPath)
+	}
 	levelOf := func(lc config.Log) zerolog.Level {
 		if o.levelSet || lc.Level == "" {
 			return flagLevel
@@ -232,7 +239,7 @@ func serve(o *serveOpts) int {
 	}
 	zerolog.SetGlobalLevel(levelOf(cfg.Log))
 	if sysmonErr != nil {
-		log.Debug().Err(sysmonErr).Msg("Go's system monitor may sleep deeply")
+		log.Warn().Err(sysmonErr).Msg("-keep-sysmon-awake not applied: Go's system monitor may sleep deeply")
 	}
 	// Catch signals before anything is served, so that an early SIGHUP
 	// reloads instead of killing the host.

@@ -8,18 +8,33 @@ import (
 	"syscall"
 )
 
-// Go's system monitor (sysmon) sleeps deeply whenever every Go thread is
-// idle, and the next system call wakes it up again, after which it polls
-// every 20 µs for a while. The host idles between requests whenever its
-// workers are the slow part, so that happens about once per request: on a
-// 2-CPU KVM guest it cost ~40 µs of CPU (host and worker together) per
-// Flask request and ~6 µs per plain hello (medians of six alternating
-// runs; the README's "Go's system monitor" has them).
+// Go's system monitor (sysmon) sleeps deeply whenever every P (Go's
+// processor: GOMAXPROCS of them, 1 on 2 CPUs, see hostProcs) is idle: it
+// sets sched.sysmonwait and sleeps on a note until the next timer (sysmon
+// in runtime/proc.go). The next goroutine to enter a system call through
+// syscall.Syscall (reentersyscall), or to take an idle P on leaving one
+// (exitsyscall), finds sysmonwait set and wakes it with a futex; it then
+// polls every 20 µs until it finds every P idle again. The host idles
+// between requests whenever its workers are the slow part, so that is one
+// wake-up cycle per request at most (a futex wake, two thread wake-ups, a
+// nanosleep): counted on a 2-CPU VM with Flask, 0.84 wake-ups of sysmon's
+// thread and ~40 µs more host CPU per request (README, Tuning).
 //
-// The only switch for it is GODEBUG=schedtrace, read once when the runtime
-// starts: sysmon does not sleep deeply while schedtrace > 0. With the
-// longest period (2^31-1 ms, 24.8 days) it then wakes at least every 10 ms
-// (every 20 µs just after activity). The costs, which the README repeats:
+// No supported setting prevents it. GODEBUG=schedtrace > 0 does (sysmon
+// skips the deep sleep "so that it can print that information at the right
+// time"), but it is a debugging setting, read once when the runtime starts;
+// //go:debug and go.mod's godebug refuse it (not a registered setting).
+// Raw system calls (syscall.RawConn with syscall.RawSyscall) do not wake
+// sysmon, and reading and writing the client and worker sockets that way
+// saved the cycle in a prototype, but only while no other system call
+// runs on a request's path: the access line's write (on by default) woke
+// it again on ~0.6–0.8 of requests, as would static files and spooling.
+//
+// So keeping sysmon awake is opt-in (-keep-sysmon-awake): with it, `gowsgi
+// serve`, once its config loads, executes itself once more with
+// GODEBUG=schedtrace at its longest period (2^31-1 ms, 24.8 days). Sysmon
+// then wakes at least every 10 ms (every 20 µs just after activity). The
+// costs, which the README repeats:
 //   - Go prints one plain-text "SCHED …" line to stderr, among the JSON
 //     logs, each time the monotonic clock (time since boot, excluding
 //     suspend) passes a multiple of 24.8 days: on a machine up longer than
@@ -32,11 +47,10 @@ import (
 //     exhaustion (debug.SetMaxThreads), or bad timing — hangs the host
 //     instead of letting it exit and be restarted.
 //
-// So `gowsgi serve`, once its config loads, executes itself once more with
-// the setting, unless GODEBUG already sets schedtrace (the user's choice
-// stands: schedtrace=0 opts out) or the config cannot be read twice (a
-// pipe). The re-executed host puts GODEBUG back as it was, so that workers
-// and their apps never see it.
+// The re-execution is skipped if GODEBUG already sets schedtrace (the
+// user's choice stands) or the config cannot be read twice (a pipe). The
+// re-executed host puts GODEBUG back as it was, so that workers and their
+// apps never see it.
 const (
 	sysmonSetting = "schedtrace=2147483647"
 	// savedGodebugEnv carries the user's GODEBUG across the re-execution:

@@ -96,9 +96,10 @@ func TestSysmonStaleSaved(t *testing.T) {
 	}
 }
 
-// TestBinarySysmonSetting starts the real binary: it runs with the
-// setting (its process environment shows what it was executed with), its
-// workers do not see it, and a user's own schedtrace is left alone.
+// TestBinarySysmonSetting starts the real binary with -keep-sysmon-awake:
+// it runs with the setting (its process environment shows what it was
+// executed with), its workers do not see it, and a user's own schedtrace
+// is left alone.
 func TestBinarySysmonSetting(t *testing.T) {
 	cfg := `
 listeners: ["127.0.0.1:0"]
@@ -122,7 +123,7 @@ mounts:
 			} else {
 				t.Setenv("GODEBUG", tt.godebug)
 			}
-			s := start(t, writeConfig(t, t.TempDir(), cfg))
+			s := start(t, writeConfig(t, t.TempDir(), cfg), "-keep-sysmon-awake")
 			if got := godebugOf(t, s.cmd.Process.Pid); got != tt.hostWant {
 				t.Errorf("host runs with %q, want %q", got, tt.hostWant)
 			}
@@ -151,7 +152,7 @@ func TestBinarySysmonKeepsName(t *testing.T) {
 		t.Fatal(err)
 	}
 	unsetenv(t, "GODEBUG")
-	s := startBinary(t, link, "-c", writeConfig(t, t.TempDir(), serveConfig), "-log-format", "json")
+	s := startBinary(t, link, "-c", writeConfig(t, t.TempDir(), serveConfig), "-log-format", "json", "-keep-sysmon-awake")
 	pid := s.cmd.Process.Pid
 	if got := godebugOf(t, pid); got != "GODEBUG="+sysmonSetting {
 		t.Fatalf("host runs with %q: not re-executed", got)
@@ -191,7 +192,7 @@ func TestBinaryConfigFromPipe(t *testing.T) {
 		}
 	})
 	unsetenv(t, "GODEBUG")
-	s := start(t, fifo, "-log-level", "debug")
+	s := start(t, fifo, "-keep-sysmon-awake")
 	if code, body := s.get(t, "/"); code != 200 {
 		t.Fatalf("GET / = %d %q", code, body)
 	}
@@ -200,6 +201,23 @@ func TestBinaryConfigFromPipe(t *testing.T) {
 	}
 	if !strings.Contains(s.log(), "is not a regular file") {
 		t.Errorf("log does not say why the host was not re-executed:\n%s", s.log())
+	}
+}
+
+// TestBinaryNoReexecByDefault: without -keep-sysmon-awake the host runs
+// as started, though it could have been re-executed (a config file it
+// can read twice, no schedtrace in GODEBUG).
+func TestBinaryNoReexecByDefault(t *testing.T) {
+	unsetenv(t, "GODEBUG")
+	s := start(t, writeConfig(t, t.TempDir(), serveConfig), "-log-level", "debug")
+	if code, body := s.get(t, "/"); code != 200 {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	if got := godebugOf(t, s.cmd.Process.Pid); got != "" {
+		t.Errorf("host runs with %q: re-executed without -keep-sysmon-awake", got)
+	}
+	if strings.Contains(s.log(), "sysmon") {
+		t.Errorf("log mentions sysmon without -keep-sysmon-awake:\n%s", s.log())
 	}
 }
 
