@@ -611,7 +611,7 @@ def notes(args, servers, info):
                   "so it runs more than one request at a time, unlike the others.")
         n.append(w)
     n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`, Go threads by default (GOMAXPROCS: half the "
-             "CPUs, at least 1, unless the environment sets it), without -keep-sysmon-awake (see the README's "
+             "CPUs, at least 1, unless the environment sets it), without -keep-sysmon-awake (see bench/RESULTS.md, "
              "Tuning); CPU and RSS include the Go host and its worker.")
     n.append("errors: non-2xx responses, wrk socket errors (connect/read/write/timeout), wrong response "
              "bodies (post scenario, checked by post1m.lua) and a failed check request before the run; "
