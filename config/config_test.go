@@ -37,6 +37,8 @@ func TestBadGolden(t *testing.T) {
 		t.Fatal("no testdata/bad/*.yaml files")
 	}
 	t.Chdir(dir)
+	t.Setenv("GOWSGI_TEST_BAD_WORKERS", "lots") // for env_values.yaml
+	t.Setenv("GOWSGI_TEST_ZERO", "0")
 	for _, file := range files {
 		name := filepath.Base(file)
 		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {

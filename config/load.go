@@ -64,10 +64,12 @@ type loader struct {
 	base string // absolute folder of the config file
 	errs Errors
 
-	walked     int                 // key/value pairs walked, merged ones included
-	mergeDepth int                 // "<<" merges being expanded, nested
-	expanding  map[*yaml.Node]bool // mappings whose entries are being walked (a merge of one is a cycle)
-	overBudget *Error              // set once walked passes maxEntries
+	walked     int                   // key/value pairs walked, merged ones included
+	mergeDepth int                   // "<<" merges being expanded, nested
+	expanding  map[*yaml.Node]bool   // mappings whose entries are being walked (a merge of one is a cycle)
+	overBudget *Error                // set once walked passes maxEntries
+	expanded   map[*yaml.Node]string // scalars whose ${NAME} were expanded: their text as written
+	badEnv     map[*yaml.Node]bool   // scalars whose ${NAME} could not be expanded
 }
 
 // pos returns the position of n in the file.
@@ -80,10 +82,34 @@ func (l *loader) pos(n *yaml.Node) Pos {
 
 // errorf records a problem at node n.
 func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
-	l.errorAt(l.pos(n), format, args...)
+	msg := fmt.Sprintf(format, args...)
+	if d := deref(n); d != nil {
+		if l.badEnv[d] {
+			return // its ${NAME} was reported; what follows from it is noise
+		}
+		if written, ok := l.expanded[d]; ok {
+			msg = hideExpanded(msg, d.Value, written)
+		}
+	}
+	l.errorAt(l.pos(n), "%s", msg)
 }
 
-// errorAt records a problem at p.
+// hideExpanded returns msg with the expanded value shown as written:
+// quoted, or as the last word (describe's "integer 4").
+func hideExpanded(msg, value, written string) string {
+	if value == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, strconv.Quote(value), strconv.Quote(written))
+	if strings.HasSuffix(msg, " "+value) {
+		msg = strings.TrimSuffix(msg, value) + written
+	}
+	return msg
+}
+
+// errorAt records a problem at p. A message that quotes an expanded
+// value quotes the value as written instead (values from the environment
+// may be secrets).
 func (l *loader) errorAt(p Pos, format string, args ...any) {
 	l.errs = append(l.errs, &Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
 }
@@ -144,6 +170,7 @@ func (l *loader) decode(data []byte) *yaml.Node {
 		l.errorf(nil, "config is empty: expected a mapping with listeners, apps and mounts")
 		return nil
 	}
+	l.expandEnv(&doc)
 	return doc.Content[0]
 }
 
