@@ -27,9 +27,12 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates the YAML config in data, read from path.
 //
 // Relative paths in the config (app dirs, unix socket paths) are resolved
-// against the folder of path. Every problem found is reported: the error
-// is then of type Errors, sorted by position, each Error's Pos.File being
-// path as given, and the returned *Config is nil.
+// against the folder of path. The files its include patterns match are
+// read too (see include.go). Every problem found is reported: the error
+// is then of type Errors, those of path first, then those of each
+// included file, each file's sorted by position (Pos.File is path as
+// given, or an included file's path joined to its folder), and the
+// returned *Config is nil.
 func Parse(path string, data []byte) (*Config, error) {
 	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -40,12 +43,13 @@ func Parse(path string, data []byte) (*Config, error) {
 	if root := l.decode(data); root != nil {
 		cfg = l.config(root)
 	}
-	if l.overBudget != nil {
+	errs, overBudget := l.allErrors(l.included)
+	if overBudget != nil {
 		// What else was found came from a partial walk: misleading.
-		return nil, Errors{l.overBudget}
+		return nil, Errors{overBudget}
 	}
-	if len(l.errs) > 0 {
-		return nil, l.sorted()
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return cfg, nil
 }
@@ -70,6 +74,8 @@ type loader struct {
 	overBudget *Error                // set once walked passes maxEntries
 	expanded   map[*yaml.Node]string // scalars whose ${NAME} were expanded: their text as written
 	badEnv     map[*yaml.Node]bool   // scalars whose ${NAME} could not be expanded
+	hasInclude bool                  // the main file has an include key
+	included   []*included           // the files it includes
 }
 
 // pos returns the position of n in the file.
@@ -204,7 +210,11 @@ func (l *loader) syntaxError(err error, data []byte) {
 // and what one section tells the next.
 type topLevel struct {
 	Config
-	appsOK bool // apps was a mapping of apps: mounts check the names they use
+	appsOK     bool // apps was a mapping of apps: mounts check the names they use
+	appsBad    bool // apps was there but not a usable mapping
+	hasInclude bool // the file includes others: apps and mounts may be there
+	inc        []*included
+	mountSeen  map[mountKey]Pos // the mounts of every file, for duplicates
 }
 
 // config reads the top-level mapping by topKeys.
@@ -218,9 +228,12 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.errorf(root, "top level must be a mapping with listeners, apps and mounts, got %s", describe(rd))
 		return nil
 	}
-	t := &topLevel{Config: Config{Path: l.file}}
+	t := &topLevel{Config: Config{Path: l.file}, mountSeen: map[mountKey]Pos{}}
 	setDefaults(t, topKeys)
+	l.included = l.includes(root, &t.Config)
+	t.inc, t.hasInclude = l.included, l.hasInclude
 	walk(l, "", root, t, topKeys)
+	l.finishIncludes(t, root)
 	l.checkAdminAddr(&t.Config)
 	return &t.Config
 }
