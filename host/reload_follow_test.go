@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,3 +69,6 @@ func TestReloadReleaseSwap(t *testing.T) {
 		t.Errorf("GET /two/ after the release switch: %d, want 200", code)
 	}
 }
+
+// sprintf is fmt.Sprintf for test configs.
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
