@@ -1,10 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -55,5 +59,38 @@ func TestInclude(t *testing.T) {
 	wantInc := []string{filepath.Join(root, "apps.d/*.yaml"), filepath.Join(root, "*.yaml"), filepath.Join(root, "extra.yml")}
 	if !reflect.DeepEqual(cfg.Include, wantInc) {
 		t.Errorf("include = %q, want %q", cfg.Include, wantInc)
+	}
+}
+
+// TestDeployConfigMapExample loads the config of
+// examples/deploy/kubernetes-configmap.yaml laid out as the kubelet
+// mounts a ConfigMap (its /app replaced by a temporary folder).
+func TestDeployConfigMapExample(t *testing.T) {
+	manifest, err := os.ReadFile("../examples/deploy/kubernetes-configmap.yaml")
+	must(t, err)
+	var cm struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+	}
+	must(t, yaml.NewDecoder(bytes.NewReader(manifest)).Decode(&cm))
+	if cm.Kind != "ConfigMap" || cm.Data["gowsgi.yaml"] == "" {
+		t.Fatalf("first document: kind %q, keys %d", cm.Kind, len(cm.Data))
+	}
+	app := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(app, "static"), 0o755))
+	vol := t.TempDir()
+	for name, data := range cm.Data {
+		writeFile(t, filepath.Join(vol, "..2026_a", name), strings.ReplaceAll(data, "/app", app))
+		must(t, os.Symlink("..data/"+name, filepath.Join(vol, name)))
+	}
+	must(t, os.Symlink("..2026_a", filepath.Join(vol, "..data")))
+	t.Setenv("PORT", "") // empty: ${PORT:-8000} takes its default
+	t.Setenv("WORKERS", "3")
+	cfg, err := Load(filepath.Join(vol, "gowsgi.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listeners[0].Addr != "0.0.0.0:8000" || cfg.App("app").Workers != 3 || cfg.App("assets") == nil || len(cfg.Mounts) != 2 {
+		t.Errorf("listener %s, app %+v, assets %+v, mounts %+v", cfg.Listeners[0].Addr, cfg.App("app"), cfg.App("assets"), cfg.Mounts)
 	}
 }
