@@ -46,7 +46,7 @@ var includedKeys = append([]key[included]{
 func mainOnlyKeys(names ...string) []key[included] {
 	keys := make([]key[included], len(names))
 	for i, name := range names {
-		keys[i] = key[included]{name: name, read: func(l *loader, _ *included, w string, e entry) {
+		keys[i] = key[included]{name: name, doc: "refused: only the main file sets " + name, read: func(l *loader, _ *included, w string, e entry) {
 			l.errorf(e.key, "%s: only the main config file sets %s; an included file declares apps and mounts", w, w)
 		}}
 	}
