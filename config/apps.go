@@ -70,16 +70,18 @@ func (l *loader) env(where string, n *yaml.Node, env map[string]string) {
 type mountKey struct{ host, prefix string }
 
 // mounts reads the mounts mapping. Unknown app names are reported only
-// when the apps section itself was usable (appsOK).
-func (l *loader) mounts(m *yaml.Node, apps []*App, appsOK bool) []Mount {
-	names := make([]string, len(apps))
+// when the apps section itself was usable (appsOK). seen holds the
+// mounts read so far, of this file and others, for duplicates.
+func (l *loader) mounts(m *yaml.Node, apps []*App, appsOK bool, seen map[mountKey]Pos) []Mount {
+	var names []string
 	known := make(map[string]bool)
-	for i, a := range apps {
-		names[i] = a.Name
+	for _, a := range apps {
+		if !known[a.Name] { // an app of two files is reported there
+			names = append(names, a.Name)
+		}
 		known[a.Name] = true
 	}
 	var out []Mount
-	seen := make(map[mountKey]Pos)
 	for _, e := range l.entries("mounts", m) {
 		where := "mounts." + strconv.Quote(e.name)
 		host, prefix, err := parseMountKey(e.name)

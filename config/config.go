@@ -14,6 +14,11 @@ import (
 type Config struct {
 	// Path is the file the config was read from.
 	Path string
+	// Files are the absolute paths of the files its include patterns
+	// matched, in the order read.
+	Files []string
+	// Include are its include patterns, made absolute.
+	Include []string
 	// Listeners are the addresses the host accepts connections on.
 	Listeners []Listener
 	// Apps are the WSGI applications, in file order.

@@ -17,6 +17,13 @@
 // folder, not both) follow its walk (apps.go, listeners.go). Every problem
 // is reported, in file order; a file with any problem gives no Config.
 //
+// Before the walk, ${NAME} references in scalar values are expanded
+// (envvalues.go), and the files the include key matches are read, their
+// apps first and their mounts once every file's apps are known
+// (include.go); problems are then listed file by file, the main file's
+// first. The watcher (watch.go, follow.go) follows the file and the
+// included ones through symlinks.
+//
 // # Adding a key
 //
 // To add a key to apps, say, add the field to App (config.go) and one

@@ -29,15 +29,20 @@ var topKeys = []key[topLevel]{
 		read: func(l *loader, t *topLevel, w string, e entry) {
 			if n := l.section(w, e, yaml.MappingNode, "app", "a mapping of app names to apps"); n != nil {
 				t.Apps, t.appsOK = l.apps(n), true
+			} else {
+				t.appsBad = true
 			}
 		}},
 	{name: "mounts", stage: 6, doc: `which app serves a path prefix, optionally of one host: "/blog", "example.com/"`,
 		missing: missingSection("mount"),
 		read: func(l *loader, t *topLevel, w string, e entry) {
 			if n := l.section(w, e, yaml.MappingNode, "mount", "a mapping of paths to app names"); n != nil {
-				t.Mounts = l.mounts(n, t.Apps, t.appsOK)
+				apps, ok := t.allApps()
+				t.Mounts = l.mounts(n, apps, ok, t.mountSeen)
 			}
 		}},
+	{name: "include", doc: `more files of apps and mounts: glob patterns relative to this file, like "apps.d/*.yaml"`,
+		read: func(*loader, *topLevel, string, entry) {}}, // read before the walk (include.go)
 	opt("shutdown_timeout", func(t *topLevel) *time.Duration { return &t.ShutdownTimeout }, DefaultShutdownTimeout, parseDuration,
 		"how long in-flight requests may run after SIGINT/SIGTERM").inStage(7),
 	{name: "limits", stage: 1, doc: "what one client may send (limitKeys)",
@@ -176,6 +181,9 @@ var appKeys = []key[App]{
 // which one item is called one.
 func missingSection(one string) func(l *loader, where, name string, n *yaml.Node) {
 	return func(l *loader, _, name string, root *yaml.Node) {
+		if l.hasInclude {
+			return // it may be in an included file (finishIncludes checks)
+		}
 		l.errorf(root, "missing %q: at least one %s is required", name, one)
 	}
 }

@@ -14,6 +14,7 @@ func TestKeyTables(t *testing.T) {
 	checkTable(t, "listenerKeys", listenerKeys)
 	checkTable(t, "tlsKeys", tlsKeys)
 	checkTable(t, "appKeys", appKeys)
+	checkTable(t, "includedKeys", includedKeys)
 }
 
 func checkTable[T any](t *testing.T, table string, keys []key[T]) {

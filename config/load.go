@@ -27,9 +27,12 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates the YAML config in data, read from path.
 //
 // Relative paths in the config (app dirs, unix socket paths) are resolved
-// against the folder of path. Every problem found is reported: the error
-// is then of type Errors, sorted by position, each Error's Pos.File being
-// path as given, and the returned *Config is nil.
+// against the folder of path. The files its include patterns match are
+// read too (see include.go). Every problem found is reported: the error
+// is then of type Errors, those of path first, then those of each
+// included file, each file's sorted by position (Pos.File is path as
+// given, or an included file's path joined to its folder), and the
+// returned *Config is nil.
 func Parse(path string, data []byte) (*Config, error) {
 	base, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -40,12 +43,13 @@ func Parse(path string, data []byte) (*Config, error) {
 	if root := l.decode(data); root != nil {
 		cfg = l.config(root)
 	}
-	if l.overBudget != nil {
+	errs, overBudget := l.allErrors(l.included)
+	if overBudget != nil {
 		// What else was found came from a partial walk: misleading.
-		return nil, Errors{l.overBudget}
+		return nil, Errors{overBudget}
 	}
-	if len(l.errs) > 0 {
-		return nil, l.sorted()
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return cfg, nil
 }
@@ -64,10 +68,14 @@ type loader struct {
 	base string // absolute folder of the config file
 	errs Errors
 
-	walked     int                 // key/value pairs walked, merged ones included
-	mergeDepth int                 // "<<" merges being expanded, nested
-	expanding  map[*yaml.Node]bool // mappings whose entries are being walked (a merge of one is a cycle)
-	overBudget *Error              // set once walked passes maxEntries
+	walked     int                   // key/value pairs walked, merged ones included
+	mergeDepth int                   // "<<" merges being expanded, nested
+	expanding  map[*yaml.Node]bool   // mappings whose entries are being walked (a merge of one is a cycle)
+	overBudget *Error                // set once walked passes maxEntries
+	expanded   map[*yaml.Node]string // scalars whose ${NAME} were expanded: their text as written
+	badEnv     map[*yaml.Node]bool   // scalars whose ${NAME} could not be expanded
+	hasInclude bool                  // the main file has an include key
+	included   []*included           // the files it includes
 }
 
 // pos returns the position of n in the file.
@@ -80,10 +88,34 @@ func (l *loader) pos(n *yaml.Node) Pos {
 
 // errorf records a problem at node n.
 func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
-	l.errorAt(l.pos(n), format, args...)
+	msg := fmt.Sprintf(format, args...)
+	if d := deref(n); d != nil {
+		if l.badEnv[d] {
+			return // its ${NAME} was reported; what follows from it is noise
+		}
+		if written, ok := l.expanded[d]; ok {
+			msg = hideExpanded(msg, d.Value, written)
+		}
+	}
+	l.errorAt(l.pos(n), "%s", msg)
 }
 
-// errorAt records a problem at p.
+// hideExpanded returns msg with the expanded value shown as written:
+// quoted, or as the last word (describe's "integer 4").
+func hideExpanded(msg, value, written string) string {
+	if value == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, strconv.Quote(value), strconv.Quote(written))
+	if strings.HasSuffix(msg, " "+value) {
+		msg = strings.TrimSuffix(msg, value) + written
+	}
+	return msg
+}
+
+// errorAt records a problem at p. A message that quotes an expanded
+// value quotes the value as written instead (values from the environment
+// may be secrets).
 func (l *loader) errorAt(p Pos, format string, args ...any) {
 	l.errs = append(l.errs, &Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
 }
@@ -144,6 +176,7 @@ func (l *loader) decode(data []byte) *yaml.Node {
 		l.errorf(nil, "config is empty: expected a mapping with listeners, apps and mounts")
 		return nil
 	}
+	l.expandEnv(&doc)
 	return doc.Content[0]
 }
 
@@ -177,7 +210,11 @@ func (l *loader) syntaxError(err error, data []byte) {
 // and what one section tells the next.
 type topLevel struct {
 	Config
-	appsOK bool // apps was a mapping of apps: mounts check the names they use
+	appsOK     bool // apps was a mapping of apps: mounts check the names they use
+	appsBad    bool // apps was there but not a usable mapping
+	hasInclude bool // the file includes others: apps and mounts may be there
+	inc        []*included
+	mountSeen  map[mountKey]Pos // the mounts of every file, for duplicates
 }
 
 // config reads the top-level mapping by topKeys.
@@ -191,9 +228,12 @@ func (l *loader) config(root *yaml.Node) *Config {
 		l.errorf(root, "top level must be a mapping with listeners, apps and mounts, got %s", describe(rd))
 		return nil
 	}
-	t := &topLevel{Config: Config{Path: l.file}}
+	t := &topLevel{Config: Config{Path: l.file}, mountSeen: map[mountKey]Pos{}}
 	setDefaults(t, topKeys)
+	l.included = l.includes(root, &t.Config)
+	t.inc, t.hasInclude = l.included, l.hasInclude
 	walk(l, "", root, t, topKeys)
+	l.finishIncludes(t, root)
 	l.checkAdminAddr(&t.Config)
 	return &t.Config
 }

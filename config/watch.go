@@ -18,27 +18,17 @@ const DefaultDebounce = 100 * time.Millisecond
 // Watcher reports changes to a file or a tree of files. It is watching as
 // soon as WatchFile or WatchTree returns; Run delivers the changes.
 type Watcher struct {
-	fs   *fsnotify.Watcher
-	want func(name string) bool // whether an event's file counts
+	fs      *fsnotify.Watcher
+	want    func(name string) bool // whether an event's file counts
+	refresh func() error           // if set, recomputes what is watched after a change
 }
 
 // WatchFile watches the file at path: written, created, replaced by a
 // rename, or removed. It watches the file's folder and filters by name,
 // since editors save by writing a new file and renaming it over the old one.
+// The file is followed through symlinks, as WatchFiles does.
 func WatchFile(path string) (*Watcher, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", path, err)
-	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", path, err)
-	}
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watch %s: %w", filepath.Dir(abs), err)
-	}
-	return &Watcher{fs: w, want: func(name string) bool { return filepath.Clean(name) == abs }}, nil
+	return WatchFiles(func() ([]string, []string) { return []string{path}, nil })
 }
 
 // WatchTree watches the files under dir, at any depth, whose name match
@@ -103,6 +93,7 @@ func (w *Watcher) Run(ctx context.Context, debounce time.Duration, onChange func
 			}
 			if w.want(ev.Name) {
 				timer.Reset(debounce)
+				w.refreshed(onError)
 			}
 		case err, ok := <-w.fs.Errors:
 			if !ok {
@@ -111,6 +102,17 @@ func (w *Watcher) Run(ctx context.Context, debounce time.Duration, onChange func
 			onError(err)
 		case <-timer.C:
 			onChange()
+			w.refreshed(onError)
 		}
+	}
+}
+
+// refreshed recomputes what w watches, if it follows files.
+func (w *Watcher) refreshed(onError func(error)) {
+	if w.refresh == nil {
+		return
+	}
+	if err := w.refresh(); err != nil {
+		onError(err)
 	}
 }

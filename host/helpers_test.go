@@ -75,6 +75,13 @@ func startHost(t *testing.T, yaml string) *testHost {
 	if err := os.WriteFile(path, []byte(expand(t, yaml)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startHostFile(t, path)
+}
+
+// startHostFile starts a host on the config file at path, as startHost.
+func startHostFile(t *testing.T, path string) *testHost {
+	t.Helper()
+	dir := filepath.Dir(path)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)

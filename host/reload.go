@@ -38,10 +38,19 @@ func (h *Host) ReloadFile(path string) error {
 	return nil
 }
 
-// WatchConfig reloads the config at path whenever the file changes. It is
-// watching when it returns; stop ends the watching and waits for it.
+// WatchConfig reloads the config at path whenever it changes: the file,
+// any symlink it resolves through, or the files its include patterns
+// match (appearing, changing, going). It is watching when it returns;
+// stop ends the watching and waits for it.
 func (h *Host) WatchConfig(path string) (stop func(), err error) {
-	w, err := config.WatchFile(path)
+	w, err := config.WatchFiles(func() (paths, globs []string) {
+		paths = []string{path}
+		if cfg := h.gen.Load().cfg; cfg != nil {
+			paths = append(paths, cfg.Files...)
+			globs = cfg.Include
+		}
+		return paths, globs
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -391,7 +390,8 @@ func newLogger(format string) (zerolog.Logger, error) {
 	case "json":
 		log = zerolog.New(os.Stderr)
 	case "console":
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+		consoleDurations()
+		log = zerolog.New(consoleWriter(os.Stderr))
 	default:
 		return zerolog.Logger{}, fmt.Errorf("bad -log-format %q", format)
 	}
