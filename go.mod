@@ -3,7 +3,9 @@ module github.com/gowsgi/gowsgi
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.2.0
 	github.com/fsnotify/fsnotify v1.10.1
+	github.com/klauspost/compress v1.20.1
 	github.com/mattn/go-isatty v0.0.20
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

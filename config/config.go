@@ -27,6 +27,9 @@ type Config struct {
 	Mounts []Mount
 	// Limits bound what one client may send.
 	Limits Limits
+	// Compress configures response compression for every app that does
+	// not set its own.
+	Compress Compress
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGINT/SIGTERM before workers are stopped. Default 30s.
 	ShutdownTimeout time.Duration
@@ -139,6 +142,16 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// Compress configures response compression: gzip, Brotli or zstd, as
+// the client's Accept-Encoding prefers, for compressible types.
+type Compress struct {
+	// Enabled turns it on. Default false.
+	Enabled bool
+	// MinSize: responses whose Content-Length is smaller are sent as they
+	// are. Default 1KiB.
+	MinSize int64
+}
+
 // Listener is one address to accept connections on.
 type Listener struct {
 	// Addr is the address as written: "host:port" or "unix:/path".
@@ -208,6 +221,9 @@ type App struct {
 	// Static, if set, makes this app a folder of files the host serves
 	// itself (absolute path); the Python settings are then unused.
 	Static string
+	// Compress, if set, turns response compression on or off for this
+	// app, whatever the top-level compress says.
+	Compress *bool
 	// CacheControl, for a static app, is sent as the Cache-Control header
 	// of the files it serves; "" sends none.
 	CacheControl string

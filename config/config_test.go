@@ -338,6 +338,8 @@ admin:
 	sup.Timeout, sup.MaxRequests, sup.MaxRequestsJitter, sup.MaxRSS = 5*time.Second, 1000, 50, 512<<20
 	sup.Queue, sup.QueueTimeout, sup.StartTimeout = 5, 2*time.Second, 90*time.Second
 	sup.MaxRequestTime = 10 * time.Minute
+	off := false
+	sup.Compress = &off
 	tests = append(tests, struct {
 		name string
 		yaml string
@@ -347,7 +349,7 @@ admin:
 		yaml: `
 listeners: ["127.0.0.1:8000"]
 apps:
-  hello: {module: hello, timeout: 5s, max_requests: 1000, max_requests_jitter: 50, max_rss: 512MiB, queue: 5, queue_timeout: 2s, start_timeout: 1m30s, max_request_time: 10m}
+  hello: {module: hello, timeout: 5s, max_requests: 1000, max_requests_jitter: 50, max_rss: 512MiB, queue: 5, queue_timeout: 2s, start_timeout: 1m30s, max_request_time: 10m, compress: false}
 mounts:
   /: hello
 limits:
@@ -359,6 +361,7 @@ limits:
   send_timeout: 20s
   body_memory: 8MiB
   max_spool: 0
+compress: {min_size: 2KiB}
 `,
 		want: &Config{
 			Listeners:       []Listener{tcp("127.0.0.1:8000", 2, 13)},
@@ -367,6 +370,7 @@ limits:
 			ShutdownTimeout: 30 * time.Second,
 			Limits: Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute,
 				BodyTimeout: 15 * time.Second, SendTimeout: 20 * time.Second, BodyMemory: 8 << 20, MaxSpool: 0},
+			Compress: Compress{Enabled: true, MinSize: 2048},
 		},
 	})
 	certs := filepath.Join(root, "certs")
@@ -458,6 +462,9 @@ func withDefaults(c *Config) {
 	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
+	}
+	if c.Compress == (Compress{}) {
+		c.Compress = Compress{MinSize: 1024}
 	}
 	if c.Admin != nil && c.Admin.MaxConnections == 0 {
 		c.Admin.MaxConnections = DefaultMaxConnections

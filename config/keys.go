@@ -45,6 +45,9 @@ var topKeys = []key[topLevel]{
 		read: func(*loader, *topLevel, string, entry) {}}, // read before the walk (include.go)
 	opt("shutdown_timeout", func(t *topLevel) *time.Duration { return &t.ShutdownTimeout }, DefaultShutdownTimeout, parseDuration,
 		"how long in-flight requests may run after SIGINT/SIGTERM").inStage(7),
+	{name: "compress", stage: 1, doc: "response compression: true, false, or a mapping (compressKeys)",
+		def:  func(t *topLevel) { t.Compress = defaults(compressKeys) },
+		read: func(l *loader, t *topLevel, w string, e entry) { l.compress(w, e.val, &t.Compress) }},
 	{name: "limits", stage: 1, doc: "what one client may send (limitKeys)",
 		def:  func(t *topLevel) { t.Limits = DefaultLimits },
 		read: func(l *loader, t *topLevel, w string, e entry) { l.limits(w, e.val, &t.Limits) }},
@@ -83,6 +86,29 @@ var limitKeys = []key[Limits]{
 		"memory for request bodies across all clients; past it they go to files"),
 	opt("max_spool", func(c *Limits) *int64 { return &c.MaxSpool }, 1<<30, parseSizeOrZero,
 		"response bytes kept in a file for one slow client; 0: memory only"),
+}
+
+// compressKeys are the keys of compress written as a mapping; written
+// as true or false, it sets enabled alone.
+var compressKeys = []key[Compress]{
+	opt("enabled", func(c *Compress) *bool { return &c.Enabled }, false, parseBool,
+		"compress responses of compressible types (gzip, Brotli, zstd, as the client accepts)"),
+	opt("min_size", func(c *Compress) *int64 { return &c.MinSize }, 1024, parseSizeOrZero,
+		"responses known to be shorter are sent as they are"),
+}
+
+// compress reads the top-level compress: a boolean, or a mapping.
+func (l *loader) compress(where string, n *yaml.Node, c *Compress) {
+	if v := deref(n); v.Kind == yaml.ScalarNode {
+		if b, err := parseBool(n); l.ok(where, n, err) {
+			c.Enabled = b
+		}
+		return
+	}
+	if l.isMapping(where, n, "true, false or a mapping") {
+		c.Enabled = true // a mapping of settings turns it on unless it says otherwise
+		walk(l, where, n, c, compressKeys)
+	}
 }
 
 // adminKeys are the keys of admin written as a mapping. The address is
@@ -173,8 +199,10 @@ var appKeys = []key[App]{
 		"how long a request may wait for a worker; past it, 503"),
 	opt("start_timeout", func(a *App) *time.Duration { return &a.StartTimeout }, DefaultStartTimeout, parseDuration,
 		"how long a worker's import of the app may take"),
-	opt("max_request_time", func(a *App) *time.Duration { return &a.MaxRequestTime }, 0, parseDuration,
+	opt("max_request_time", func(a *App) *time.Duration { return &a.MaxRequestTime }, 0, parseDurationOrZero,
 		"the longest a request may run on a worker; 0: no cap"),
+	opt("compress", func(a *App) **bool { return &a.Compress }, nil, parseOptBool,
+		"compress this app's responses (true) or not (false); not set: the top-level compress decides"),
 }
 
 // missingSection is the missing of a required top-level section, of

@@ -104,6 +104,23 @@ func parseDuration(n *yaml.Node) (time.Duration, error) {
 	return d, nil
 }
 
+// parseDurationOrZero reads a Go duration of 0 or more (0: off).
+func parseDurationOrZero(n *yaml.Node) (time.Duration, error) {
+	if v := deref(n); v.Kind == yaml.ScalarNode && (v.Value == "0" || v.Value == "0s") {
+		return 0, nil
+	}
+	return parseDuration(n)
+}
+
+// parseOptBool reads a boolean that overrides a default when set.
+func parseOptBool(n *yaml.Node) (*bool, error) {
+	b, err := parseBool(n)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
 // parseHeaderValue reads a string to send as an HTTP header value: not
 // empty, and without control characters (CR and LF would split the header).
 func parseHeaderValue(n *yaml.Node) (string, error) {

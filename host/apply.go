@@ -133,7 +133,8 @@ func (h *Host) publish(rl *reload) {
 		mounts = append(mounts, router.Mount[*appRuntime]{Host: m.Host, Prefix: m.Prefix, Target: rl.next[m.App]})
 	}
 	h.genID++
-	gen := &generation{id: h.genID, routes: router.New(mounts), limits: rl.cfg.Limits, access: rl.cfg.Log.Access, cfg: rl.cfg}
+	gen := &generation{id: h.genID, routes: router.New(mounts), limits: rl.cfg.Limits, compress: rl.cfg.Compress,
+		access: rl.cfg.Log.Access, cfg: rl.cfg}
 	for _, name := range slices.Sorted(maps.Keys(rl.next)) {
 		gen.apps = append(gen.apps, rl.next[name])
 	}

@@ -74,6 +74,7 @@ type generation struct {
 	id        int64
 	routes    *router.Table[*appRuntime]
 	limits    config.Limits
+	compress  config.Compress
 	access    bool             // log an access line per request
 	cfg       *config.Config   // nil before the first Apply
 	apps      []*appRuntime    // by name

@@ -26,6 +26,7 @@ type relay struct {
 	streamed  bool  // no Content-Length: flush the first chunk at once
 	remaining int64 // body bytes the declared Content-Length still allows; -1: none declared
 	overlong  bool  // the app sent more than its Content-Length (logged once)
+	comp      *compressor // nil unless the host compresses the response
 }
 
 // run copies the response. It reports whether the request never started
@@ -49,6 +50,7 @@ func (rl *relay) run() (retry bool) {
 		case worker.FrameFile:
 			rl.file(f)
 		case worker.FrameEnd:
+			rl.end()
 			rl.h.log.Debug().Str("app", rl.q.app.name).Int("pid", rl.pr.p.Pid).Dur("took", time.Since(rl.q.start)).Msg("request done")
 			return false
 		case worker.FrameAbort:
@@ -102,6 +104,7 @@ func (rl *relay) start(p []byte) bool {
 			rl.remaining = n
 		}
 	}
+	rl.compress(code)
 	rl.send.write(time.Now())
 	rl.q.w.WriteHeader(code)
 	rl.started = true
@@ -128,15 +131,59 @@ func (rl *relay) body(p []byte) bool {
 		}
 	}
 	rl.send.write(time.Now())
-	if _, err := rl.q.w.Write(p); err != nil {
+	if _, err := rl.out().Write(p); err != nil {
 		rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("writing the response to the client")
 		return false
 	}
 	if rl.streamed || !rl.call.Pending() {
+		if rl.comp != nil {
+			rl.comp.enc.Flush() // every piece the app yields reaches the client as it comes
+		}
 		rl.q.w.Flush()
 		rl.streamed = false
 	}
 	return true
+}
+
+// out is where body bytes go: the client, or the compressor in front of it.
+func (rl *relay) out() io.Writer {
+	if rl.comp != nil {
+		return rl.comp
+	}
+	return &rl.q.w
+}
+
+// compress decides, from the app's headers and the request's
+// Accept-Encoding, whether the host compresses the response, and sets the
+// headers for it. The app's Content-Length still bounds the app's bytes.
+func (rl *relay) compress(code int) {
+	cfg := rl.q.gen.compress
+	if on := rl.q.app.def.Compress; on != nil {
+		cfg.Enabled = *on
+	}
+	h := rl.q.w.Header()
+	if !compressWanted(cfg, code, h) {
+		return
+	}
+	addVary(h) // the response depends on Accept-Encoding, compressed or not
+	enc := negotiate(rl.q.r.Header["Accept-Encoding"])
+	if enc == nil {
+		return
+	}
+	startCompression(h, enc)
+	if rl.q.r.Method != http.MethodHead {
+		rl.comp = &compressor{enc: enc.get(&rl.q.w), from: enc}
+	}
+}
+
+// end finishes the response: the compressed stream's last bytes.
+func (rl *relay) end() {
+	if rl.comp != nil {
+		if err := rl.comp.close(); err != nil {
+			rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("ending the compressed response")
+		}
+		rl.comp = nil
+	}
 }
 
 // tooLong logs, once per response, a body that goes past its
@@ -165,7 +212,7 @@ func (rl *relay) file(f worker.Frame) {
 	_, err := f.File.Seek(off, io.SeekStart)
 	if err == nil {
 		var sent int64
-		sent, err = io.Copy(&rl.q.w, io.LimitReader(f.File, n))
+		sent, err = io.Copy(rl.out(), io.LimitReader(f.File, n)) // sendfile when not compressed
 		if err == nil && sent < n {
 			err = fmt.Errorf("file ended after %d of %d bytes", sent, n)
 		}

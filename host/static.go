@@ -74,13 +74,56 @@ func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request, pathInfo str
 		http.NotFound(w, r)
 		return
 	}
+	typeName := fi.Name() // Content-Type comes from the file asked for, not its sibling
+	if sib, sfi, coding, varies := s.precompressed(r, name, fi); varies {
+		w.Header().Add("Vary", "Accept-Encoding")
+		if sib != nil {
+			f.Close()
+			f, fi = sib, sfi
+			defer f.Close()
+			w.Header().Set("Content-Encoding", coding)
+		}
+	}
 	w.Header().Set("ETag", fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
 	if s.cacheControl != "" {
 		// On 200, 206 and 304; ServeContent drops it from its errors.
 		w.Header().Set("Cache-Control", s.cacheControl)
 	}
 	dropEmptySuffixRanges(r.Header, fi.Size())
-	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+	http.ServeContent(w, r, typeName, fi.ModTime(), f)
+}
+
+// siblingSuffix is the file name suffix of a precompressed sibling, by coding.
+var siblingSuffix = map[string]string{"br": ".br", "zstd": ".zst", "gzip": ".gz"}
+
+// precompressed returns the precompressed sibling of name (name.br,
+// name.zst or name.gz, at least as new as the file) that the request's
+// Accept-Encoding prefers, opened, with its coding; varies reports that
+// the file has such siblings, so that the response varies with
+// Accept-Encoding whichever is sent.
+func (s *staticFiles) precompressed(r *http.Request, name string, fi fs.FileInfo) (f *os.File, sfi fs.FileInfo, coding string, varies bool) {
+	accept := r.Header["Accept-Encoding"]
+	bestQ := 0.0
+	for _, e := range encodings {
+		sib, info, err := s.open(name + siblingSuffix[e.name])
+		if err != nil {
+			continue
+		}
+		if !info.Mode().IsRegular() || info.ModTime().Before(fi.ModTime()) {
+			sib.Close() // not a file, or stale: made before the file changed
+			continue
+		}
+		varies = true
+		if q := acceptQ(accept, e.name); q > bestQ {
+			if f != nil {
+				f.Close()
+			}
+			f, sfi, coding, bestQ = sib, info, e.name, q
+			continue
+		}
+		sib.Close()
+	}
+	return f, sfi, coding, varies
 }
 
 // dropEmptySuffixRanges removes from a Range header the suffix ranges of

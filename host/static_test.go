@@ -199,3 +199,50 @@ mounts:
 		t.Errorf("app beside the static mount: %d %q", code, body)
 	}
 }
+
+// TestStaticPrecompressed: a file's fresh .br/.zst/.gz sibling is served
+// to a client that accepts it, with the file's type; a stale one is not.
+func TestStaticPrecompressed(t *testing.T) {
+	pub := t.TempDir()
+	write := func(name, body string, age time.Duration) {
+		p := filepath.Join(pub, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		when := time.Now().Add(-age)
+		os.Chtimes(p, when, when)
+	}
+	write("app.js", "console.log(1)", time.Hour)
+	write("app.js.br", "BROTLI", 0)               // fresh
+	write("app.js.gz", "GZIP-STALE", 2*time.Hour) // older than app.js
+	write("plain.js", "x", 0)
+	s, err := newStaticFiles(pub, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tests := []struct {
+		name, path, accept, body, coding string
+		vary                             bool
+	}{
+		{"fresh sibling accepted", "/app.js", "gzip, br", "BROTLI", "br", true},
+		{"stale sibling not used", "/app.js", "gzip", "console.log(1)", "", true},
+		{"not accepted", "/app.js", "", "console.log(1)", "", true},
+		{"no siblings", "/plain.js", "br", "x", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://x"+tt.path, nil)
+			if tt.accept != "" {
+				r.Header.Set("Accept-Encoding", tt.accept)
+			}
+			w := httptest.NewRecorder()
+			s.serve(w, r, tt.path)
+			h := w.Header()
+			if w.Body.String() != tt.body || h.Get("Content-Encoding") != tt.coding || (h.Get("Vary") == "Accept-Encoding") != tt.vary {
+				t.Errorf("got %q, Content-Encoding %q, Vary %q", w.Body.String(), h.Get("Content-Encoding"), h.Get("Vary"))
+			}
+			if ct := h.Get("Content-Type"); !strings.Contains(ct, "javascript") {
+				t.Errorf("Content-Type %q, want the file's", ct)
+			}
+		})
+	}
+}

@@ -170,6 +170,22 @@ def overlong(environ, start_response):
     return (p for p in parts)
 
 
+def text(environ, start_response):
+    """n bytes of HTML; optional etag, cc (Cache-Control), ce
+    (Content-Encoding), type and code from the query."""
+    n = int(_qget(environ, "n", "5000"))
+    body = (b"<p>hello compression</p>\n" * (n // 25 + 1))[:n]
+    headers = [("Content-Type", _qget(environ, "type", "text/html; charset=utf-8")),
+               ("Content-Length", str(len(body)))]
+    for q, name in (("etag", "ETag"), ("cc", "Cache-Control"), ("ce", "Content-Encoding")):
+        v = _qget(environ, q, "")
+        if v:
+            headers.append((name, v))
+    code = _qget(environ, "code", "200")
+    start_response(code + " Whatever", headers)
+    return [body]
+
+
 def untyped(environ, start_response):
     """A body with no Content-Type: the host must not guess one."""
     start_response("200 OK", [])
@@ -413,6 +429,7 @@ ROUTES = {
     "/big-stream": big_stream,
     "/overlong": overlong,
     "/untyped": untyped,
+    "/text": text,
     "/write": write,
     "/raise": raise_,
     "/raise-after-start": raise_after_start,
