@@ -22,10 +22,10 @@ type relay struct {
 	pr   *proc
 	send deadline // limits.send_timeout between two writes
 
-	started   bool  // the head was written
-	streamed  bool  // no Content-Length: flush the first chunk at once
-	remaining int64 // body bytes the declared Content-Length still allows; -1: none declared
-	overlong  bool  // the app sent more than its Content-Length (logged once)
+	started   bool        // the head was written
+	streamed  bool        // no Content-Length: flush the first chunk at once
+	remaining int64       // body bytes the declared Content-Length still allows; -1: none declared
+	overlong  bool        // the app sent more than its Content-Length (logged once)
 	comp      *compressor // nil unless the host compresses the response
 }
 
