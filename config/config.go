@@ -66,6 +66,10 @@ type Log struct {
 	Format string
 	// Access writes one line per request. Default true.
 	Access bool
+	// AccessFormat is "json" (access lines are log lines, in the log's
+	// format) or "combined" (the Combined Log Format of Apache and nginx,
+	// one line per request on stdout). Default "json".
+	AccessFormat string
 }
 
 // LogLevels are the accepted values of log.level.

@@ -460,6 +460,9 @@ func withDefaults(c *Config) {
 	if c.Log == (Log{}) {
 		c.Log.Access = true
 	}
+	if c.Log.AccessFormat == "" {
+		c.Log.AccessFormat = "json"
+	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
 	}

@@ -66,6 +66,8 @@ var logKeys = []key[Log]{
 		"console or json; not set: console when stderr is a terminal, else json"),
 	opt("access", func(c *Log) *bool { return &c.Access }, true, parseBool,
 		"write one line per request"),
+	opt("access_format", func(c *Log) *string { return &c.AccessFormat }, "json", parseAccessFormat,
+		"json (a log line like the others) or combined (Apache/nginx Combined Log Format, on stdout)"),
 }
 
 // limitKeys are the keys of limits. DefaultLimits holds their defaults.

@@ -41,7 +41,7 @@ func TestDefaultsFromTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Limits != DefaultLimits || cfg.Log != (Log{Access: true}) || cfg.ShutdownTimeout != DefaultShutdownTimeout {
+	if cfg.Limits != DefaultLimits || cfg.Log != (Log{Access: true, AccessFormat: "json"}) || cfg.ShutdownTimeout != DefaultShutdownTimeout {
 		t.Errorf("limits %+v, log %+v, shutdown %v", cfg.Limits, cfg.Log, cfg.ShutdownTimeout)
 	}
 	want := &App{Name: "a", Module: "m", Callable: DefaultCallable, Dir: cfg.Apps[0].Dir, Python: DefaultPython,

@@ -149,6 +149,15 @@ func parseLogLevel(n *yaml.Node) (string, error) {
 }
 
 // parseLogFormat reads log.format: console or json.
+// parseAccessFormat reads log.access_format: json or combined.
+func parseAccessFormat(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil && s != "json" && s != "combined" {
+		return "", fmt.Errorf("must be json or combined, got %q", s)
+	}
+	return s, err
+}
+
 func parseLogFormat(n *yaml.Node) (string, error) {
 	s, err := parseString(n)
 	if err == nil && s != "console" && s != "json" {

@@ -134,7 +134,7 @@ func (h *Host) publish(rl *reload) {
 	}
 	h.genID++
 	gen := &generation{id: h.genID, routes: router.New(mounts), limits: rl.cfg.Limits, compress: rl.cfg.Compress,
-		access: rl.cfg.Log.Access, cfg: rl.cfg}
+		access: rl.cfg.Log.Access, combined: rl.cfg.Log.AccessFormat == "combined", cfg: rl.cfg}
 	for _, name := range slices.Sorted(maps.Keys(rl.next)) {
 		gen.apps = append(gen.apps, rl.next[name])
 	}

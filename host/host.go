@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -55,6 +57,10 @@ type Host struct {
 	lastReload reloadStatus
 
 	bodyMem bodyBudget // memory held by request bodies (limits.body_memory)
+	// accessOut receives access lines in the Combined Log Format
+	// (log.access_format: combined): stdout, or a test's buffer.
+	accessOut io.Writer
+	accessMu  sync.Mutex // one line at a time
 	// Repeated warnings, sampled: requests refused for want of a worker,
 	// misbehaving clients, apps breaking their framing.
 	refusals, clientWarnings, appWarnings sampler
@@ -76,6 +82,7 @@ type generation struct {
 	limits    config.Limits
 	compress  config.Compress
 	access    bool             // log an access line per request
+	combined  bool             // access lines in the Combined Log Format, to h.accessOut
 	cfg       *config.Config   // nil before the first Apply
 	apps      []*appRuntime    // by name
 	listeners []listenerStatus // by address
@@ -107,7 +114,8 @@ func (rt *appRuntime) serving() bool { return rt.pool != nil || rt.static != nil
 
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
-	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}, started: time.Now()}
+	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}, started: time.Now(),
+		accessOut: os.Stdout}
 	h.life, h.endLife = context.WithCancel(context.Background())
 	h.metrics = newMetrics(h)
 	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits, access: true})

@@ -4,6 +4,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -138,6 +139,10 @@ func (h *Host) logAccess(q *request) {
 	if !q.gen.access {
 		return
 	}
+	if q.gen.combined {
+		h.logCombined(q, status)
+		return
+	}
 	ev := h.log.Info()
 	if ev == nil {
 		return
@@ -155,4 +160,61 @@ func (h *Host) logAccess(q *request) {
 		ev = ev.Str("cut", "shutdown")
 	}
 	ev.Str("remote", q.client.remoteAddr).Str("request_id", q.id).Msg("access")
+}
+
+// logCombined writes q's access line in the Combined Log Format of Apache
+// and nginx, which goaccess, fail2ban and the like read unchanged:
+//
+//	remote - - [02/Jan/2006:15:04:05 -0700] "GET /path HTTP/1.1" 200 1234 "referer" "user agent"
+func (h *Host) logCombined(q *request, status int) {
+	r := q.r
+	remote := q.client.remoteAddr
+	if remote == "" {
+		remote = "-"
+	}
+	size := "-"
+	if q.w.bytes > 0 {
+		size = strconv.FormatInt(q.w.bytes, 10)
+	}
+	b := make([]byte, 0, 256)
+	b = append(b, remote...)
+	b = append(b, " - - ["...)
+	b = q.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	b = appendEscaped(b, r.Method+" "+r.RequestURI+" "+r.Proto)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, size...)
+	b = append(b, " \""...)
+	b = appendEscaped(b, orDash(r.Header.Get("Referer")))
+	b = append(b, "\" \""...)
+	b = appendEscaped(b, orDash(r.Header.Get("User-Agent")))
+	b = append(b, "\"\n"...)
+	h.accessMu.Lock()
+	h.accessOut.Write(b)
+	h.accessMu.Unlock()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// appendEscaped appends s with quotes, backslashes and bytes outside
+// printable ASCII escaped as \xHH, as nginx escapes log values, so that a
+// client cannot forge a line or a field.
+func appendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' || c < 0x20 || c > 0x7e {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }

@@ -600,3 +600,40 @@ func TestAccessWriter(t *testing.T) {
 		t.Errorf("status %d after 103 and 404", aw2.status)
 	}
 }
+
+// TestAccessLogCombined: with log.access_format: combined, each request
+// gets one line in the Combined Log Format, which the standard expression
+// parses, with what a client sent escaped.
+func TestAccessLogCombined(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, oneApp("")+"log: {access_format: combined}\n")
+	var out syncBuffer
+	th.accessMu.Lock()
+	th.accessOut = &out
+	th.accessMu.Unlock()
+	req, _ := http.NewRequest("GET", th.URL+"/pid?x=1", nil)
+	req.Header.Set("User-Agent", `evil "agent" `+"\xe9")
+	req.Header.Set("Referer", "http://example.com/")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	combined := regexp.MustCompile(`^(\S+) (\S+) (\S+) \[([^\]]+)\] "([^"]*)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)"$`)
+	waitFor(t, func() bool { return strings.Count(out.String(), "\n") == 1 }, "the access line")
+	line := strings.TrimSuffix(out.String(), "\n")
+	m := combined.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("not the Combined Log Format: %q", line)
+	}
+	if m[1] != "127.0.0.1" || m[5] != "GET /pid?x=1 HTTP/1.1" || m[6] != "200" || m[8] != "http://example.com/" || m[9] != `evil \x22agent\x22 \xE9` {
+		t.Errorf("fields %q", m[1:])
+	}
+	if _, err := time.Parse("02/Jan/2006:15:04:05 -0700", m[4]); err != nil {
+		t.Errorf("time %q: %v", m[4], err)
+	}
+	if strings.Contains(th.Logs.String(), `"message":"access"`) {
+		t.Error("a JSON access line was written too")
+	}
+}
