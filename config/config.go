@@ -175,6 +175,10 @@ type Listener struct {
 	// the file is 0.0.0.0/0 and ::/0 (and, on a unix listener, where it is
 	// the only value accepted, every peer).
 	ForwardedAllow []netip.Prefix
+	// ProxyProtocol reads a PROXY protocol (v1 or v2) header at the start
+	// of each connection from a peer in ForwardedAllow, and takes the
+	// client's address from it; other peers may not send one.
+	ProxyProtocol bool
 	// MaxConnections bounds the connections open at once; past it the
 	// listener stops accepting until one closes (they wait in the kernel's
 	// backlog). Default DefaultMaxConnections.

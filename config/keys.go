@@ -154,6 +154,8 @@ var listenerKeys = []key[Listener]{
 		}},
 	opt("max_connections", func(ln *Listener) *int { return &ln.MaxConnections }, DefaultMaxConnections, intIn(1, 1<<24),
 		"connections open at once; past it the listener stops accepting").inStage(2),
+	opt("proxy_protocol", func(ln *Listener) *bool { return &ln.ProxyProtocol }, false, parseBool,
+		"read a PROXY protocol header (v1, v2) from peers in forwarded_allow_ips").inStage(2),
 }
 
 // tlsKeys are the keys of a listener's tls.

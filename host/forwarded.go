@@ -45,6 +45,12 @@ func (t *forwardTrust) equal(u *forwardTrust) bool {
 }
 
 // trusts reports whether a is a trusted proxy's address.
+// trustsAddr reports whether a connection's peer address is trusted.
+func (t *forwardTrust) trustsAddr(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && t.trusts(ap.Addr())
+}
+
 func (t *forwardTrust) trusts(a netip.Addr) bool {
 	a = a.Unmap().WithZone("")
 	for _, p := range t.prefixes {

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 
 	"github.com/gowsgi/gowsgi/config"
@@ -39,6 +40,7 @@ type listener struct {
 	trust atomic.Pointer[forwardTrust]    // nil: forwarded headers are never believed
 
 	limit connLimit      // listeners[].max_connections
+	proxy atomic.Bool    // listeners[].proxy_protocol
 	loop  sync.WaitGroup // the accept loop
 
 	mu       sync.Mutex
@@ -124,6 +126,9 @@ func (l *listener) update(lc config.Listener, log zerolog.Logger) (changed []str
 		l.cert.Store(lc.TLS.Certificate)
 		l.certSum = lc.TLS.Fingerprint
 		logCertificate(log, l.addr, lc.TLS)
+	}
+	if l.proxy.Swap(lc.ProxyProtocol) != lc.ProxyProtocol {
+		changed = append(changed, fmt.Sprintf("proxy_protocol %v", lc.ProxyProtocol))
 	}
 	if l.limit.setMax(lc.MaxConnections) {
 		changed = append(changed, fmt.Sprintf("max_connections %d", lc.MaxConnections))
@@ -273,8 +278,24 @@ func (l *listener) acceptLoop(log zerolog.Logger) {
 			continue
 		}
 		delay = 0
-		l.dispatch(&limitedConn{Conn: c, limit: &l.limit})
+		l.dispatch(l.wrap(&limitedConn{Conn: c, limit: &l.limit}))
 	}
+}
+
+// wrap reads, on a proxy_protocol listener, the PROXY header of a
+// trusted peer (forwarded_allow_ips): the connection's RemoteAddr is then
+// the client the header names. An untrusted peer that sends one is cut
+// off. The header is read on the connection's first use, in its server's
+// goroutine, within proxyproto's header timeout (10 s).
+func (l *listener) wrap(c net.Conn) net.Conn {
+	if !l.proxy.Load() {
+		return c
+	}
+	policy := proxyproto.REJECT
+	if t := l.trust.Load(); t != nil && (t.anyPeer || t.trustsAddr(c.RemoteAddr())) {
+		policy = proxyproto.USE
+	}
+	return proxyproto.NewConn(c, proxyproto.WithPolicy(policy))
 }
 
 // dispatch hands a connection to the current server, or closes it if the
