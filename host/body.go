@@ -171,20 +171,24 @@ func (t *timedReader) Read(p []byte) (int, error) {
 }
 
 // deadline keeps a read or write deadline on a request's connection (on
-// HTTP/2, its stream) at least d after the last progress, and at most
-// 5d/4. It re-arms only after d/4 has passed since it last did, since on
-// HTTP/2 each arming is a message to the connection's goroutine.
+// HTTP/2, its stream) while the host reads or writes: at least d after
+// the last progress, and at most 5d/4. It re-arms only after d/4 has
+// passed since it last did, since on HTTP/2 each arming is a message to
+// the connection's goroutine. A write deadline is cleared (idle) while the
+// host waits for the app: the client's time is bounded, not the app's (on
+// HTTP/2 an expired deadline resets the stream even with no write pending).
 type deadline struct {
 	w     http.ResponseWriter // through http.ResponseController, made where used so that it does not escape
 	d     time.Duration       // 0: no deadline
-	armed time.Time
+	set   bool                // a deadline is armed
+	armed time.Time           // when
 }
 
 func (x *deadline) due(now time.Time) bool {
-	if x.d <= 0 || now.Sub(x.armed) < x.d/4 {
+	if x.d <= 0 || (x.set && now.Sub(x.armed) < x.d/4) {
 		return false
 	}
-	x.armed = now
+	x.set, x.armed = true, now
 	return true
 }
 
@@ -195,9 +199,17 @@ func (x *deadline) read(now time.Time) {
 	}
 }
 
-// write notes progress of the response at now.
+// write notes that a write of the response begins at now.
 func (x *deadline) write(now time.Time) {
 	if x.due(now) {
 		http.NewResponseController(x.w).SetWriteDeadline(now.Add(x.d + x.d/4))
+	}
+}
+
+// idle clears the write deadline while the host waits for the app.
+func (x *deadline) idle() {
+	if x.set {
+		x.set = false
+		http.NewResponseController(x.w).SetWriteDeadline(time.Time{})
 	}
 }

@@ -444,3 +444,30 @@ limits: {send_timeout: 2s}
 		t.Error("the stream was not reset after send_timeout")
 	}
 }
+
+// TestSendTimeoutSparesSilentApps: send_timeout bounds the client, not the
+// app: a stream whose app pauses longer than send_timeout between pieces
+// completes, over HTTP/1.1 and HTTP/2 (where an expired deadline would
+// reset the stream even with nothing to write).
+func TestSendTimeoutSparesSilentApps(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, `
+listeners: [{addr: "127.0.0.1:0", h2c: true}]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}, threads: 2}
+mounts:
+  "/": app
+limits: {send_timeout: 1s}
+`)
+	for _, c := range []*http.Client{getClient, h2cClient()} {
+		resp, err := c.Get(th.URL + "/stream?n=3&delay=2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || strings.Count(string(body), "chunk") != 3 {
+			t.Errorf("%s stream with pauses past send_timeout: %q %v", resp.Proto, body, err)
+		}
+	}
+}

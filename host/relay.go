@@ -34,6 +34,9 @@ type relay struct {
 func (rl *relay) run() (retry bool) {
 	done := rl.q.r.Context().Done()
 	for {
+		if !rl.call.Pending() {
+			rl.send.idle() // the app's pauses are not the client's
+		}
 		f, err := rl.call.Next(done, nil)
 		if err != nil {
 			return rl.failed(err)
