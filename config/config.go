@@ -287,13 +287,3 @@ func (es Errors) Error() string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// App returns the app with the given name, or nil.
-func (c *Config) App(name string) *App {
-	for _, a := range c.Apps {
-		if a.Name == name {
-			return a
-		}
-	}
-	return nil
-}

@@ -174,17 +174,13 @@ func (l *listener) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 // server.go) and answers 431 if the head has not ended by then.
 const readAheadSlop = 4096
 
-// exactHeaderLimit is the smallest limits.max_header_bytes enforced to the
-// byte over HTTP/1.1. Server.MaxHeaderBytes also sets the HTTP/2 header
-// list limit (to MaxHeaderBytes + 320), which it must not cut to a few
-// hundred bytes: below this, MaxHeaderBytes stays at least min(limit,
-// 4096), so that a small limit is never looser than net/http alone makes
-// it, nor HTTP/2 tighter.
-const exactHeaderLimit = 2 * readAheadSlop
-
 // serverMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
 // HTTP/1.1 limit on a request's line and headers exactly limit bytes from
-// exactHeaderLimit up; below, min(limit + 4096, exactHeaderLimit).
+// 8 KiB (2 * readAheadSlop) up. Server.MaxHeaderBytes also sets the HTTP/2
+// header list limit (to MaxHeaderBytes + 320), which it must not cut to a
+// few hundred bytes: below 8 KiB, MaxHeaderBytes stays at least min(limit,
+// 4096), so that a small limit is never looser than net/http alone makes
+// it, nor HTTP/2 tighter; the HTTP/1.1 limit is then min(limit + 4096, 8 KiB).
 func serverMaxHeaderBytes(limit int) int {
 	return max(limit-readAheadSlop, min(limit, readAheadSlop))
 }
