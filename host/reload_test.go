@@ -40,6 +40,7 @@ func reloadConfig(dir string, i int) string {
 }
 
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	th := startHost(t, reloadConfig(dir, 0))
 	th.watch()
@@ -162,7 +163,7 @@ mounts:
 		t.Fatal(err)
 	}
 	th.writeConfig(strings.Replace(good, "module: pidapp", "module: broken2", 1), true)
-	gen = th.waitGeneration(gen)
+	th.waitGeneration(gen)
 	if _, now := th.get("/app"); now != before {
 		t.Errorf("after a failed app start: %q, want the old worker's %q", now, before)
 	}
@@ -174,12 +175,11 @@ mounts:
 	if err := os.WriteFile(filepath.Join(dir, "pidapp.py"), []byte(fmt.Sprintf(src, "v2")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	written := time.Now()
 	th.writeConfig(good+"  \"/new\": app\n  \"/newbroken\": broken\napps2: 1\n", false) // unknown key: refused
 	waitFor(t, func() bool { return strings.Count(th.Logs.String(), "reload refused") >= 2 }, "the second refusal")
 	fixed := strings.Replace(good, "apps:\n", "apps:\n  broken: {module: broken2, dir: "+dir+", python: {{python}}}\n", 1) +
 		"  \"/new\": app\n  \"/newbroken\": broken\n"
-	written = time.Now()
+	written := time.Now()
 	th.writeConfig(fixed, false)
 	var code int
 	var body string
@@ -208,6 +208,7 @@ mounts:
 }
 
 func TestReloadKeepsConnectionsAndSocket(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	th := startHost(t, reloadConfig(dir, 0))
 	addr := strings.TrimPrefix(th.URL, "http://")
@@ -249,6 +250,7 @@ func TestReloadKeepsConnectionsAndSocket(t *testing.T) {
 }
 
 func TestReloadOnSourceChange(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(version string) {
 		src := "import os\ndef application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + version + " %d' % os.getpid()]\n"

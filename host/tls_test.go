@@ -107,6 +107,7 @@ func checkEnv(t *testing.T, what string, env map[string]any, want map[string]str
 }
 
 func TestTLSListener(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, cert := testCerts(t)
 	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
@@ -150,6 +151,7 @@ func TestTLSListener(t *testing.T) {
 // connections get the new certificate on the same socket, while a
 // keep-alive connection made before goes on.
 func TestTLSCertificateReload(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, cert1 := testCerts(t)
 	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
@@ -233,6 +235,7 @@ func h2cClient() *http.Client {
 }
 
 func TestH2CListener(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, `
 listeners:
   - {addr: "127.0.0.1:0", h2c: true}
@@ -326,6 +329,7 @@ func testH2CUpgrade(t *testing.T, addr string) {
 }
 
 func TestUnixListener(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "g.sock")
 	// A stale socket file, as a killed host leaves.
