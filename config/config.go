@@ -167,8 +167,9 @@ type Listener struct {
 	// TLS, when set, makes the listener serve HTTPS (TLS 1.2 and later,
 	// HTTP/2 by ALPN).
 	TLS *TLSConfig
-	// H2C serves HTTP/2 without TLS (prior knowledge and Upgrade: h2c)
-	// beside HTTP/1.1. Never set together with TLS.
+	// H2C serves HTTP/2 without TLS, by prior knowledge only, beside
+	// HTTP/1.1: a request asking for "Upgrade: h2c" (deprecated by RFC
+	// 9113) is served as HTTP/1.1. Never set together with TLS.
 	H2C bool
 	// ForwardedAllow lists the peers whose X-Forwarded-For, -Proto and
 	// -Host and Forwarded headers are believed. Empty: nobody's. "*" in
@@ -313,14 +314,4 @@ func (es Errors) Error() string {
 		lines[i] = e.Error()
 	}
 	return strings.Join(lines, "\n")
-}
-
-// App returns the app with the given name, or nil.
-func (c *Config) App(name string) *App {
-	for _, a := range c.Apps {
-		if a.Name == name {
-			return a
-		}
-	}
-	return nil
 }

@@ -718,16 +718,6 @@ func TestErrorsFormat(t *testing.T) {
 	}
 }
 
-func TestConfigApp(t *testing.T) {
-	c := &Config{Apps: []*App{{Name: "a"}, {Name: "b"}}}
-	if got := c.App("b"); got != c.Apps[1] {
-		t.Errorf("App(b) = %v, want the second app", got)
-	}
-	if got := c.App("c"); got != nil {
-		t.Errorf("App(c) = %v, want nil", got)
-	}
-}
-
 // TestParseManyMergesWithinBudget: the bound on merge expansion
 // (maxEntries) leaves room for large configs that share settings through
 // nested merges.

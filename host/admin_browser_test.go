@@ -50,6 +50,7 @@ func runChromium(t *testing.T, bin string, args ...string) string {
 // and checks that its script rendered /status: app names, worker pids and
 // the generation are in the DOM, which has none of them before it runs.
 func TestStatusPageInBrowser(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
 	th := startHost(t, strings.Replace(observeConfig, "python: {{python}}}", "python: {{python}}, workers: 2}", 1))
 	th.get("/app/pid")

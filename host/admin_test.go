@@ -29,6 +29,7 @@ func writeToken(t *testing.T, tok string) string {
 }
 
 func TestAdminToken(t *testing.T) {
+	t.Parallel()
 	const tok = "0123456789abcdef0123456789abcdef"
 	tokenFile := writeToken(t, tok)
 	th := startHost(t, strings.ReplaceAll(adminTokenConfig, "{{token}}", tokenFile))
@@ -95,6 +96,7 @@ func TestAdminToken(t *testing.T) {
 }
 
 func TestAdminWarnsWhenExposed(t *testing.T) {
+	t.Parallel()
 	const noToken = "reachable from other hosts and has no token"
 	const withToken = "reachable from other hosts; its token travels in clear text"
 	tokenFile := writeToken(t, "0123456789abcdef0123456789abcdef")
@@ -111,6 +113,7 @@ func TestAdminWarnsWhenExposed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			th := startHost(t, strings.Replace(adminTokenConfig, "{addr: \"127.0.0.1:0\", token_file: {{token}}}", tt.admin, 1))
 			if err := th.ReloadFile(th.path); err != nil { // a reload warns again
 				t.Fatal(err)

@@ -33,6 +33,7 @@ func patterned(n int, seed uint64) []byte {
 // (larger), to a single-threaded worker and to threaded ones, read with
 // read(), read(n) and readline().
 func TestBodySizes(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	sizes := []int{0, 1, worker.MinSharedBody - 1, worker.MinSharedBody, 300_000, worker.BodySlotSize - 1, worker.BodySlotSize, worker.BodySlotSize + 1, 2*worker.BodySlotSize + 3}
 	paths := []string{"/echo", "/echo-sized", "/echo-lines", "/env/sub/echo", "/env/sub/echo-lines"}
@@ -51,6 +52,7 @@ func TestBodySizes(t *testing.T) {
 // worker has shared slots, each different: every response must be its own
 // body, whichever way it went and however slots were reused.
 func TestLargeBodiesConcurrently(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	const clients, rounds = 12, 4
 	var wg sync.WaitGroup

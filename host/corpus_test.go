@@ -154,6 +154,7 @@ func loadCorpus(t *testing.T) []corpusCase {
 }
 
 func TestCorpus(t *testing.T) {
+	t.Parallel()
 	cases := loadCorpus(t)
 	devs := loadDeviations(t)
 	known := map[string]bool{}

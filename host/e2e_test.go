@@ -46,6 +46,7 @@ mounts:
 `
 
 func TestFrameworks(t *testing.T) {
+	t.Parallel()
 	testpython.Require(t, "flask", "django", "bottle", "falcon", "pyramid")
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
@@ -84,6 +85,7 @@ mounts:
 }
 
 func TestValidatedApp(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	for _, path := range []string{"/v/", "/v/environ", "/v/write", "/v/stream?delay=0", "/v/empty-chunks", "/v/close", "/v/big?n=300000"} {
 		code, body := th.get(path)
@@ -106,6 +108,7 @@ func TestValidatedApp(t *testing.T) {
 }
 
 func TestEnviron(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	req, _ := http.NewRequest("POST", th.URL+"/env/sub/environ/caf%C3%A9/x%2Fy?a=1&b=%20#frag", strings.NewReader("12345"))
 	req.Header.Set("Content-Type", "text/plain")
@@ -178,6 +181,7 @@ func TestEnviron(t *testing.T) {
 }
 
 func TestBodiesBothWays(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	body := make([]byte, 5<<20+17)
 	rand.Read(body)
@@ -228,6 +232,7 @@ func TestBodiesBothWays(t *testing.T) {
 }
 
 func TestResponses(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	tests := []struct {
 		path     string
@@ -279,6 +284,7 @@ func TestResponses(t *testing.T) {
 // TestAbortAfterStart: an app that fails once its body has started cuts the
 // connection: the client never sees a complete, well-formed response.
 func TestAbortAfterStart(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	for _, path := range []string{"/raise-after-start", "/exc-info-after-body"} {
 		resp, err := http.Get(th.URL + path)
@@ -301,7 +307,11 @@ func TestAbortAfterStart(t *testing.T) {
 }
 
 func TestCloseIsCalled(t *testing.T) {
-	th := startHost(t, basicConfig)
+	t.Parallel()
+	// The env app logs each close() to GOWSGI_TEST_CLOSE_LOG: a file of
+	// this test's own, not close.log in the shared apps folder.
+	logPath := filepath.Join(t.TempDir(), "close.log")
+	th := startHost(t, strings.Replace(basicConfig, `"close.log"`, fmt.Sprintf("%q", logPath), 1))
 	for _, p := range []string{"/env/sub/close?plain", "/env/sub/close-raise?raising"} {
 		resp, err := http.Get(th.URL + p)
 		if err == nil {
@@ -309,9 +319,6 @@ func TestCloseIsCalled(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
-	// The env app runs in dir {{apps}} with GOWSGI_TEST_CLOSE_LOG=close.log.
-	logPath := filepath.Join(appsDir(t), "close.log")
-	defer os.Remove(logPath)
 	b, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +329,7 @@ func TestCloseIsCalled(t *testing.T) {
 }
 
 func TestAppOutputIsLogged(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, basicConfig)
 	if code, _ := th.get("/stderr"); code != 200 {
 		t.Fatal(code)
@@ -343,6 +351,7 @@ func TestAppOutputIsLogged(t *testing.T) {
 const appFailedBody = "503 Service Unavailable: the app failed to load; see the server log\n"
 
 func TestImportFailureBesideWorkingApps(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:
@@ -386,6 +395,7 @@ mounts:
 }
 
 func TestTwoWorkersServeAtOnce(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:
@@ -411,6 +421,7 @@ mounts:
 }
 
 func TestNoMount(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:
@@ -444,6 +455,7 @@ mounts:
 // stdlib apps answer; each framework app answers or, where its package is
 // missing for the interpreter, answers 503 and /status says why.
 func TestDemoConfig(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Load("../gowsgi.yaml")
 	if err != nil {
 		t.Fatal(err)

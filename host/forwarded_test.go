@@ -216,6 +216,7 @@ func TestParseForwarded(t *testing.T) {
 // from trusted peers only; a reload changes who is trusted in place, even
 // for a keep-alive connection made before.
 func TestForwardedHeaders(t *testing.T) {
+	t.Parallel()
 	const cfg = `
 listeners:
   - {addr: "127.0.0.1:0", forwarded_allow_ips: %s}

@@ -119,6 +119,7 @@ func runH2spec(t *testing.T, bin, port string, tls bool, cases ...string) (faile
 // TestH2spec runs the h2spec conformance suite against an h2c and a TLS
 // listener of a real host; the failures must be exactly the documented ones.
 func TestH2spec(t *testing.T) {
+	t.Parallel()
 	bin := h2specBinary(t)
 	want := h2specExpected(t)
 	certFile, keyFile, _ := testCerts(t)

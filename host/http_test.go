@@ -61,6 +61,7 @@ func (rc *rawConn) response(method string) (*http.Response, string, error) {
 }
 
 func TestStreamingReachesClientAsYielded(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	dir := t.TempDir()
 	rc := th.dial()
@@ -85,6 +86,7 @@ func TestStreamingReachesClientAsYielded(t *testing.T) {
 }
 
 func TestResponseLength(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	// A single-item list gets a Content-Length; a generator is chunked on
 	// HTTP/1.1 and close-delimited on HTTP/1.0.
@@ -127,6 +129,7 @@ func TestResponseLength(t *testing.T) {
 // out cut to exactly that length, as one chunk or across chunks, and the
 // connection serves the next request.
 func TestOverlongBodyCutToLength(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	tests := []struct{ name, query, want string }{
 		{"one chunk", "cl=5&parts=abcdefgh", "abcde"},
@@ -150,6 +153,7 @@ func TestOverlongBodyCutToLength(t *testing.T) {
 // TestNoContentTypeGuessed: a response without Content-Type goes out
 // without one, whatever its body looks like.
 func TestNoContentTypeGuessed(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	for _, body := range []string{"<html><body>hi</body></html>", `{"a": 1}`} {
 		resp, err := http.Get(th.URL + "/untyped?body=" + url.QueryEscape(body))
@@ -165,6 +169,7 @@ func TestNoContentTypeGuessed(t *testing.T) {
 }
 
 func TestHeadAndBodilessStatuses(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	rc := th.dial()
 	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /status?code=204 HTTP/1.1\r\nHost: x\r\n\r\nGET /status?code=304 HTTP/1.1\r\nHost: x\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -190,6 +195,7 @@ func TestHeadAndBodilessStatuses(t *testing.T) {
 }
 
 func TestRequestFeatures(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	t.Run("expect 100-continue", func(t *testing.T) {
 		rc := th.dial()
@@ -243,6 +249,7 @@ func TestRequestFeatures(t *testing.T) {
 }
 
 func TestFileWrapper(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, httpConfig)
 	data := make([]byte, 3<<20+7)
 	rand.Read(data)

@@ -22,6 +22,7 @@ func headOfSize(t *testing.T, n int) string {
 // line + headers accepted, to the byte (net/http alone accepts 4096 more);
 // below 8 KiB, min(limit + 4096, 8 KiB).
 func TestMaxHeaderBytesExact(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		written string
 		limit   int
@@ -36,6 +37,7 @@ func TestMaxHeaderBytesExact(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range tests {
 		t.Run(tt.written, func(t *testing.T) {
+			t.Parallel()
 			th := startHost(t, fmt.Sprintf(`
 listeners: ["127.0.0.1:0"]
 apps:

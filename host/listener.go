@@ -1,19 +1,14 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,17 +180,13 @@ func (l *listener) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 // server.go) and answers 431 if the head has not ended by then.
 const readAheadSlop = 4096
 
-// exactHeaderLimit is the smallest limits.max_header_bytes enforced to the
-// byte over HTTP/1.1. Server.MaxHeaderBytes also sets the HTTP/2 header
-// list limit (to MaxHeaderBytes + 320), which it must not cut to a few
-// hundred bytes: below this, MaxHeaderBytes stays at least min(limit,
-// 4096), so that a small limit is never looser than net/http alone makes
-// it, nor HTTP/2 tighter.
-const exactHeaderLimit = 2 * readAheadSlop
-
 // serverMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
 // HTTP/1.1 limit on a request's line and headers exactly limit bytes from
-// exactHeaderLimit up; below, min(limit + 4096, exactHeaderLimit).
+// 8 KiB (2 * readAheadSlop) up. Server.MaxHeaderBytes also sets the HTTP/2
+// header list limit (to MaxHeaderBytes + 320), which it must not cut to a
+// few hundred bytes: below 8 KiB, MaxHeaderBytes stays at least min(limit,
+// 4096), so that a small limit is never looser than net/http alone makes
+// it, nor HTTP/2 tighter; the HTTP/1.1 limit is then min(limit + 4096, 8 KiB).
 func serverMaxHeaderBytes(limit int) int {
 	return max(limit-readAheadSlop, min(limit, readAheadSlop))
 }
@@ -205,8 +196,8 @@ func serverMaxHeaderBytes(limit int) int {
 func (h *Host) newServer(l *listener, st serverSettings) *http.Server {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	var handler http.Handler = h
 	srv := &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: st.limits.ReadHeaderTimeout,
 		IdleTimeout:       st.limits.IdleTimeout,
 		MaxHeaderBytes:    serverMaxHeaderBytes(st.limits.MaxHeaderBytes),
@@ -224,11 +215,11 @@ func (h *Host) newServer(l *listener, st serverSettings) *http.Server {
 		}
 	}
 	if st.h2c {
+		// Prior knowledge only: a request asking for "Upgrade: h2c" (RFC
+		// 7540 section 3.2, deprecated by RFC 9113) is served as HTTP/1.1.
 		protos.SetUnencryptedHTTP2(true)
-		handler = h2cUpgrade{next: h, l: l}
 	}
 	srv.Protocols = &protos
-	srv.Handler = handler
 	return srv
 }
 
@@ -375,208 +366,4 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
-}
-
-// h2cUpgrade serves "Upgrade: h2c" (RFC 7540 section 3.2) on h2c
-// listeners, since net/http does HTTP/2 without TLS by prior knowledge
-// only. A request that asks for it, and has no body, is answered "101
-// Switching Protocols"; the connection then goes back to the listener's
-// server as a new one, where it starts with the client's HTTP/2 preface.
-// The request itself is put into what the server reads, as stream 1,
-// right after the client's first SETTINGS frame, so that the HTTP/2
-// server answers it on stream 1 as the client expects. Other requests go
-// to next.
-type h2cUpgrade struct {
-	next http.Handler
-	l    *listener
-}
-
-func (u h2cUpgrade) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !wantsH2C(r) {
-		u.next.ServeHTTP(w, r)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		u.next.ServeHTTP(w, r)
-		return
-	}
-	c, brw, err := hj.Hijack()
-	if err != nil {
-		return
-	}
-	c.SetDeadline(time.Time{})
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
-	if err := brw.Flush(); err != nil {
-		c.Close()
-		return
-	}
-	// What the client sent after the request is already in brw's buffer.
-	pre, _ := brw.Reader.Peek(brw.Reader.Buffered())
-	u.l.dispatch(&upgradedConn{Conn: c, r: io.MultiReader(bytes.NewReader(slices.Clone(pre)), c), frames: upgradeFrames(r)})
-}
-
-// wantsH2C reports whether r is an HTTP/1.1 request without a body that
-// asks to switch to h2c with exactly one valid HTTP2-Settings header.
-func wantsH2C(r *http.Request) bool {
-	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Method == http.MethodConnect ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		return false
-	}
-	if !hasToken(r.Header["Upgrade"], "h2c") || !hasToken(r.Header["Connection"], "upgrade") ||
-		!hasToken(r.Header["Connection"], "http2-settings") {
-		return false
-	}
-	s := r.Header["Http2-Settings"]
-	if len(s) != 1 {
-		return false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s[0], "="))
-	return err == nil && len(b)%6 == 0
-}
-
-// hasToken reports whether the comma-separated header values hold token,
-// case-insensitively.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// h2cDropHeaders are not forwarded into stream 1: connection-specific
-// fields (RFC 9113 section 8.2.2) and Host, which becomes :authority.
-var h2cDropHeaders = map[string]bool{
-	"Connection": true, "Upgrade": true, "Http2-Settings": true, "Keep-Alive": true,
-	"Proxy-Connection": true, "Transfer-Encoding": true, "Host": true,
-}
-
-// upgradeFrames encodes r as the HEADERS (and CONTINUATION) frames of
-// stream 1, ending the stream. The header block uses only literals
-// without indexing, so it leaves the HPACK state that the client's own
-// frames rely on as it was.
-func upgradeFrames(r *http.Request) []byte {
-	path := r.RequestURI
-	if path == "" || path[0] != '/' && path != "*" {
-		path = r.URL.RequestURI() // absolute form
-	}
-	var block []byte
-	block = hpackLiteral(block, ":method", r.Method)
-	block = hpackLiteral(block, ":scheme", "http")
-	block = hpackLiteral(block, ":authority", r.Host)
-	block = hpackLiteral(block, ":path", path)
-	names := make([]string, 0, len(r.Header))
-	for name := range r.Header {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if h2cDropHeaders[name] || strings.EqualFold(name, "te") && !hasOnly(r.Header[name], "trailers") {
-			continue
-		}
-		lower := strings.ToLower(name)
-		for _, v := range r.Header[name] {
-			block = hpackLiteral(block, lower, v)
-		}
-	}
-	const maxFrame = 16384 // SETTINGS_MAX_FRAME_SIZE's initial value
-	var out []byte
-	typ, flags := byte(0x1), byte(0x1) // HEADERS, END_STREAM
-	for first := true; first || len(block) > 0; first = false {
-		n := min(len(block), maxFrame)
-		f := flags
-		if n == len(block) {
-			f |= 0x4 // END_HEADERS
-		}
-		var hdr [9]byte
-		hdr[0], hdr[1], hdr[2] = byte(n>>16), byte(n>>8), byte(n)
-		hdr[3], hdr[4] = typ, f
-		binary.BigEndian.PutUint32(hdr[5:], 1)
-		out = append(append(out, hdr[:]...), block[:n]...)
-		block = block[n:]
-		typ, flags = 0x9, 0 // CONTINUATION
-	}
-	return out
-}
-
-func hasOnly(values []string, token string) bool {
-	return len(values) == 1 && strings.EqualFold(strings.TrimSpace(values[0]), token)
-}
-
-// hpackLiteral appends a "literal header field without indexing — new
-// name" (RFC 7541 section 6.2.2) with plain (not Huffman) strings.
-func hpackLiteral(b []byte, name, value string) []byte {
-	b = append(b, 0)
-	b = hpackString(b, name)
-	return hpackString(b, value)
-}
-
-func hpackString(b []byte, s string) []byte {
-	// Length as an integer with a 7-bit prefix (RFC 7541 section 5.1), H=0.
-	n := uint64(len(s))
-	if n < 127 {
-		b = append(b, byte(n))
-	} else {
-		b = append(b, 127)
-		n -= 127
-		for n >= 128 {
-			b = append(b, byte(n%128+128))
-			n /= 128
-		}
-		b = append(b, byte(n))
-	}
-	return append(b, s...)
-}
-
-// upgradedConn is a connection switched to h2c by an upgrade: its reads
-// give the client's preface and first frame (its SETTINGS), then frames,
-// then the rest of what the client sends.
-type upgradedConn struct {
-	net.Conn
-	r      io.Reader
-	frames []byte // stream 1, not yet put in
-	out    []byte // to give before reading more
-	done   bool   // frames are in
-}
-
-// h2Preface is what an HTTP/2 client sends first.
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-func (c *upgradedConn) Read(p []byte) (int, error) {
-	if !c.done {
-		c.done = true
-		c.out = c.withFrames()
-		c.frames = nil
-	}
-	if len(c.out) > 0 {
-		n := copy(p, c.out)
-		c.out = c.out[n:]
-		return n, nil
-	}
-	return c.r.Read(p)
-}
-
-// withFrames reads the client's preface and first frame and returns them
-// followed by c.frames; if they are not a preface and a SETTINGS frame, or
-// the reading fails, what was read, which the server will refuse.
-func (c *upgradedConn) withFrames() []byte {
-	const p = len(h2Preface)
-	head := make([]byte, p+9)
-	if n, err := io.ReadFull(c.r, head); err != nil {
-		return head[:n]
-	}
-	size := int(head[p])<<16 | int(head[p+1])<<8 | int(head[p+2])
-	if string(head[:p]) != h2Preface || head[p+3] != 0x4 || size > 16384 {
-		return head
-	}
-	frame := make([]byte, p+9+size, p+9+size+len(c.frames))
-	copy(frame, head)
-	if n, err := io.ReadFull(c.r, frame[p+9:]); err != nil {
-		return frame[:p+9+n]
-	}
-	return append(frame, c.frames...)
 }

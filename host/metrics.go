@@ -52,13 +52,12 @@ func (m *appMetrics) observe(status int, d time.Duration) {
 	(*c).Inc()
 }
 
-// Restart reasons, the reason label of gowsgi_worker_restarts_total.
+// Restart reasons, the reason label of gowsgi_worker_restarts_total. A
+// recycled worker's reason is its limit: "max_requests" or "max_rss".
 const (
-	restartCrash       = "crash"
-	restartTimeout     = "timeout"
-	restartMaxRequests = "max_requests"
-	restartMaxRSS      = "max_rss"
-	restartReload      = "reload"
+	restartCrash   = "crash"
+	restartTimeout = "timeout"
+	restartReload  = "reload"
 )
 
 func newMetrics(h *Host) *metrics {

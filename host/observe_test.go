@@ -97,6 +97,7 @@ func (th *testHost) accessLine(id string) map[string]any {
 var hexID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 func TestAccessLog(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, observeConfig)
 	pid := th.Pids("basic")[0]
 	fi, err := os.Stat(appsDir(t) + "/basic.py")
@@ -177,6 +178,7 @@ func TestAccessLog(t *testing.T) {
 }
 
 func TestRequestID(t *testing.T) {
+	t.Parallel()
 	const cfg = `
 listeners: [{addr: "127.0.0.1:0", forwarded_allow_ips: [%s]}]
 apps:
@@ -280,6 +282,7 @@ next:
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, observeConfig)
 	for range 3 {
 		th.get("/app/pid")
@@ -350,6 +353,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestRestartMetrics(t *testing.T) {
+	t.Parallel()
 	const cfg = `
 listeners: ["127.0.0.1:0"]
 admin: "127.0.0.1:0"
@@ -398,6 +402,7 @@ mounts:
 }
 
 func TestStatusJSON(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, observeConfig)
 	th.get("/app/pid")
 	th.writeConfig("apps: [", false)
@@ -472,6 +477,7 @@ func TestStatusJSON(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	// Before the first config: not ready.
 	h := New(zerolog.Nop())
 	rec := httptest.NewRecorder()
@@ -527,6 +533,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestAdminListenerReload(t *testing.T) {
+	t.Parallel()
 	without := strings.Replace(observeConfig, `admin: "127.0.0.1:0"`+"\n", "", 1)
 	th := startHost(t, without)
 	if th.AdminAddr() != nil {

@@ -168,6 +168,7 @@ func TestStaticCacheControl(t *testing.T) {
 }
 
 func TestStaticAppMounted(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "app.css"), []byte("p{}"), 0o644)
 	th := startHost(t, `

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -108,6 +107,7 @@ func checkEnv(t *testing.T, what string, env map[string]any, want map[string]str
 }
 
 func TestTLSListener(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, cert := testCerts(t)
 	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
@@ -151,6 +151,7 @@ func TestTLSListener(t *testing.T) {
 // connections get the new certificate on the same socket, while a
 // keep-alive connection made before goes on.
 func TestTLSCertificateReload(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, cert1 := testCerts(t)
 	th := startHost(t, tlsConfig(certFile, keyFile))
 	addr := th.tcpAddr()
@@ -234,6 +235,7 @@ func h2cClient() *http.Client {
 }
 
 func TestH2CListener(t *testing.T) {
+	t.Parallel()
 	th := startHost(t, `
 listeners:
   - {addr: "127.0.0.1:0", h2c: true}
@@ -260,9 +262,9 @@ listeners:
 		if out, _ := exec.Command(curl, "-V").Output(); !strings.Contains(string(out), "HTTP2") {
 			t.Skip("curl without HTTP/2")
 		}
-		// --http2 on an http:// URL is the Upgrade: h2c dance.
+		// --http2 on an http:// URL asks for Upgrade: h2c, and gets HTTP/1.1.
 		out, err := exec.Command(curl, "-sS", "--http2", "-w", "\n%{http_version} %{http_code}", url).CombinedOutput()
-		if err != nil || !strings.HasSuffix(string(out), "\n2 200") || !strings.Contains(string(out), `"SERVER_PROTOCOL": "HTTP/2.0"`) {
+		if err != nil || !strings.HasSuffix(string(out), "\n1.1 200") || !strings.Contains(string(out), `"SERVER_PROTOCOL": "HTTP/1.1"`) {
 			t.Errorf("curl --http2: %v\n%s", err, out)
 		}
 		out, err = exec.Command(curl, "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}", url).CombinedOutput()
@@ -290,10 +292,9 @@ listeners: ["127.0.0.1:0"]
 	}
 }
 
-// testH2CUpgrade does the RFC 7540 section 3.2 upgrade by hand: the
-// answer to the upgrading request comes on stream 1, and a second request
-// on stream 3 (whose header block the server decodes with the HPACK state
-// the client's frames built) works too.
+// testH2CUpgrade: a request asking for "Upgrade: h2c" (RFC 7540 section
+// 3.2, which RFC 9113 deprecated) is served as HTTP/1.1, with or without a
+// body, and the connection goes on as HTTP/1.1.
 func testH2CUpgrade(t *testing.T, addr string) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -301,80 +302,34 @@ func testH2CUpgrade(t *testing.T, addr string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "GET /environ?upgraded HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\n"+
-		"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Test: one\r\n\r\n", addr)
+	const upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+	fmt.Fprintf(c, "GET /environ?upgrade HTTP/1.1\r\nHost: %s\r\n%s\r\n", addr, upgrade)
+	fmt.Fprintf(c, "POST /environ?body HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 3\r\n\r\nabc", addr, upgrade)
+	fmt.Fprintf(c, "GET /environ?after HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 	br := bufio.NewReader(c)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101 ") {
-		t.Fatalf("upgrade answer: %q %v", status, err)
-	}
-	for {
-		line, err := br.ReadString('\n')
+	for _, query := range []string{"upgrade", "body", "after"} {
+		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", query, err)
 		}
-		if line == "\r\n" {
-			break
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
 		}
-	}
-	// The client preface: the magic and a SETTINGS frame.
-	c.Write([]byte(h2Preface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00"))
-	body := readStream(t, c, br, 1)
-	if !strings.Contains(body, `"SERVER_PROTOCOL": "HTTP/2.0"`) || !strings.Contains(body, `"QUERY_STRING": "upgraded"`) ||
-		!strings.Contains(body, `"HTTP_X_TEST": "one"`) || strings.Contains(body, "HTTP_UPGRADE") {
-		t.Errorf("stream 1 (the upgrading request): %s", body)
-	}
-	// Stream 3: a request of our own.
-	r, _ := http.NewRequest("GET", "http://"+addr+"/environ?second", nil)
-	r.RequestURI = "/environ?second"
-	r.Header.Set("X-Test", "two")
-	frames := upgradeFrames(r)
-	binary.BigEndian.PutUint32(frames[5:9], 3)
-	c.Write(frames)
-	body = readStream(t, c, br, 3)
-	if !strings.Contains(body, `"QUERY_STRING": "second"`) || !strings.Contains(body, `"HTTP_X_TEST": "two"`) {
-		t.Errorf("stream 3: %s", body)
-	}
-}
-
-// readStream reads HTTP/2 frames until stream id ends, answering SETTINGS
-// and PING, and returns the stream's DATA.
-func readStream(t *testing.T, c net.Conn, br *bufio.Reader, id uint32) string {
-	t.Helper()
-	var data []byte
-	for {
-		var hdr [9]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			t.Fatalf("reading frames of stream %d: %v (data so far %q)", id, err, data)
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/1.1" || resp.Header.Get("Upgrade") != "" {
+			t.Errorf("%s: %s %d, Upgrade %q; want HTTP/1.1 200 without Upgrade", query, resp.Proto, resp.StatusCode, resp.Header.Get("Upgrade"))
 		}
-		n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
-		typ, flags, stream := hdr[3], hdr[4], binary.BigEndian.Uint32(hdr[5:])&0x7fffffff
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.Fatal(err)
+		var env map[string]any
+		if err := json.Unmarshal(b, &env); err != nil {
+			t.Fatalf("%s: %v in %s", query, err, b)
 		}
-		switch {
-		case typ == 0x4 && flags&0x1 == 0: // SETTINGS: ack it
-			c.Write([]byte("\x00\x00\x00\x04\x01\x00\x00\x00\x00"))
-		case typ == 0x7: // GOAWAY
-			t.Fatalf("GOAWAY: %x", payload)
-		case typ == 0x3 && stream == id: // RST_STREAM
-			t.Fatalf("stream %d reset: %x", id, payload)
-		case stream == id && typ == 0x0: // DATA
-			if flags&0x8 != 0 { // PADDED
-				payload = payload[1 : len(payload)-int(payload[0])]
-			}
-			data = append(data, payload...)
-			if flags&0x1 != 0 {
-				return string(data)
-			}
-		case stream == id && typ == 0x1 && flags&0x1 != 0: // HEADERS ending the stream: no body
-			return string(data)
-		}
+		checkEnv(t, query, env, map[string]string{"SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": query})
 	}
 }
 
 func TestUnixListener(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "g.sock")
 	// A stale socket file, as a killed host leaves.

@@ -261,15 +261,6 @@ var ErrWaitTimedOut = errors.New("timed out waiting for the worker")
 // ErrCanceled is returned by Next when its done channel is closed.
 var ErrCanceled = errors.New("request canceled")
 
-// StartedAt returns when the worker could start the request: when it was
-// sent, or, if it was queued behind others on the worker, when its turn
-// came. It is zero while the request waits its turn.
-func (c *Call) StartedAt() time.Time {
-	c.p.mu.Lock()
-	defer c.p.mu.Unlock()
-	return c.startedAt
-}
-
 // Next returns the request's next frame, waiting for it. After FrameEnd or
 // FrameAbort there are no more. If the worker died first, it returns
 // ErrDied, or ErrNotStarted for a request it had not started. A close of

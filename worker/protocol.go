@@ -138,6 +138,9 @@ func readFrame(r io.Reader, direct io.Reader) (Frame, error) {
 // with PutBuffer once written.
 var bufPools [21]sync.Pool // 4 KiB << i
 
+// maxPooled is the largest buffer the pools hold (4 GiB).
+const maxPooled = 4096 << (len(bufPools) - 1)
+
 func bufClass(n int) int {
 	c := 0
 	for size := 4096; size < n; size <<= 1 {
@@ -146,12 +149,15 @@ func bufClass(n int) int {
 	return c
 }
 
+// pooled reports whether a buffer of n bytes comes from the pools.
+func pooled(n int) bool { return n >= 4096 && n <= maxPooled }
+
 // GetBuffer returns a buffer of length n, from the pools when n is large;
 // give it back with PutBuffer.
 func GetBuffer(n int) []byte { return getBuffer(n) }
 
 func getBuffer(n int) []byte {
-	if n < 4096 || n > 4096<<(len(bufPools)-1) {
+	if !pooled(n) {
 		return make([]byte, n)
 	}
 	c := bufClass(n)
@@ -165,7 +171,7 @@ func getBuffer(n int) []byte {
 // caller must not use it afterwards.
 func PutBuffer(b []byte) {
 	c := cap(b)
-	if c < 4096 || c > 4096<<(len(bufPools)-1) || c&(c-1) != 0 {
+	if !pooled(c) || c&(c-1) != 0 {
 		return
 	}
 	b = b[:c]

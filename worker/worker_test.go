@@ -174,7 +174,17 @@ func BenchmarkReadFrame(b *testing.B) {
 }
 
 func TestBufferPool(t *testing.T) {
-	for _, n := range []int{1, 4095, 4096, 4097, 65536, 100000, 1 << 20, 4096<<20 + 1} {
+	// Past the largest class (4 GiB) buffers are allocated on their own:
+	// asked, not allocated, here.
+	for n, want := range map[int]bool{4095: false, 4096: true, maxPooled: true, maxPooled + 1: false} {
+		if pooled(n) != want {
+			t.Errorf("pooled(%d) = %v, want %v", n, !want, want)
+		}
+	}
+	if c := bufClass(maxPooled); c != len(bufPools)-1 {
+		t.Errorf("bufClass(%d) = %d, want the last pool, %d", maxPooled, c, len(bufPools)-1)
+	}
+	for _, n := range []int{1, 4095, 4096, 4097, 65536, 100000, 1 << 20} {
 		b := getBuffer(n)
 		if len(b) != n {
 			t.Fatalf("getBuffer(%d) has length %d", n, len(b))

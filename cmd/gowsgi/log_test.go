@@ -22,6 +22,7 @@ func (s *server) lines(msg string) int {
 // TestLogConfig checks log.level and log.access from the config, the
 // -log-level flag overriding the config, and a reload changing both.
 func TestLogConfig(t *testing.T) {
+	t.Parallel()
 	debugCfg := strings.Replace(serveConfig, "shutdown_timeout", "log: {level: debug, format: console}\nshutdown_timeout", 1)
 	tests := []struct {
 		name      string
@@ -33,6 +34,7 @@ func TestLogConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			// start passes -log-format json, which overrides format: console.
 			s := start(t, writeConfig(t, dir, debugCfg), append([]string{"-watch=false"}, tt.flags...)...)
