@@ -40,13 +40,13 @@ func TestInclude(t *testing.T) {
 	if want := []string{"main", "blog", "shop"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("apps = %q, want %q", names, want)
 	}
-	if got, want := cfg.App("blog").Dir, filepath.Join(root, "apps.d", "blog"); got != want {
+	if got, want := appNamed(cfg, "blog").Dir, filepath.Join(root, "apps.d", "blog"); got != want {
 		t.Errorf("blog dir = %q, want %q", got, want)
 	}
-	if got, want := cfg.App("shop").Dir, filepath.Join(root, "apps.d"); got != want {
+	if got, want := appNamed(cfg, "shop").Dir, filepath.Join(root, "apps.d"); got != want {
 		t.Errorf("shop dir = %q, want %q (its file's folder)", got, want)
 	}
-	if got := cfg.App("blog").Pos.String(); got != "apps.d/blog.yaml:2:3" {
+	if got := appNamed(cfg, "blog").Pos.String(); got != "apps.d/blog.yaml:2:3" {
 		t.Errorf("blog pos = %s", got)
 	}
 	if len(cfg.Mounts) != 2 || cfg.Mounts[1].App != "main" || cfg.Mounts[1].Pos.File != "apps.d/blog.yaml" {
@@ -90,7 +90,17 @@ func TestDeployConfigMapExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listeners[0].Addr != "0.0.0.0:8000" || cfg.App("app").Workers != 3 || cfg.App("assets") == nil || len(cfg.Mounts) != 2 {
-		t.Errorf("listener %s, app %+v, assets %+v, mounts %+v", cfg.Listeners[0].Addr, cfg.App("app"), cfg.App("assets"), cfg.Mounts)
+	if cfg.Listeners[0].Addr != "0.0.0.0:8000" || appNamed(cfg, "app").Workers != 3 || appNamed(cfg, "assets") == nil || len(cfg.Mounts) != 2 {
+		t.Errorf("listener %s, app %+v, assets %+v, mounts %+v", cfg.Listeners[0].Addr, appNamed(cfg, "app"), appNamed(cfg, "assets"), cfg.Mounts)
 	}
+}
+
+// appNamed returns the app of cfg called name, or nil.
+func appNamed(cfg *Config, name string) *App {
+	for _, a := range cfg.Apps {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
 }
