@@ -333,14 +333,7 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 	waitFor(t, func() bool { return th.inflight("app") == 3 }, "a request to be pipelined")
 	os.WriteFile(filepath.Join(short, "go"), nil, 0o644)
 	<-shortDone
-	select {
-	case code := <-got:
-		if code != 200 {
-			t.Errorf("pipelined request: %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("the pipelined request waited behind the long one while a worker was idle")
-	}
+	awaitOK(t, got, "the pipelined request (it waited behind the long one while a worker was idle)")
 	os.WriteFile(filepath.Join(long, "go"), nil, 0o644)
 }
 
@@ -469,5 +462,18 @@ limits: {send_timeout: 1s}
 		if err != nil || strings.Count(string(body), "chunk") != 3 {
 			t.Errorf("%s stream with pauses past send_timeout: %q %v", resp.Proto, body, err)
 		}
+	}
+}
+
+// awaitOK waits up to 10 s for a status on got and wants 200.
+func awaitOK(t *testing.T, got <-chan int, what string) {
+	t.Helper()
+	select {
+	case code := <-got:
+		if code != 200 {
+			t.Errorf("%s: %d", what, code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s: no answer in 10 s", what)
 	}
 }
