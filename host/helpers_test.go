@@ -136,16 +136,20 @@ var getClient = &http.Client{Timeout: 20 * time.Second}
 
 // get fetches path and returns status and body, failing the test on a
 // transport error.
+// A failure is reported with Errorf (so that get may run in any
+// goroutine) and gives code 0.
 func (th *testHost) get(path string) (int, string) {
 	th.t.Helper()
 	resp, err := getClient.Get(th.URL + path)
 	if err != nil {
-		th.t.Fatalf("GET %s: %v", path, err)
+		th.t.Errorf("GET %s: %v", path, err)
+		return 0, ""
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		th.t.Fatalf("GET %s: read body: %v", path, err)
+		th.t.Errorf("GET %s: read body: %v", path, err)
+		return 0, ""
 	}
 	return resp.StatusCode, string(b)
 }
