@@ -46,6 +46,13 @@ type requestBody struct {
 	taken  int64 // bytes of budget held
 }
 
+// pipelinable reports whether the request may wait behind a running one
+// on a worker: its body goes to the worker in the same small write as its
+// environ (under 64 KiB, or in shared memory).
+func (b *requestBody) pipelinable() bool {
+	return b.File == nil && (b.Slot != nil || len(b.Mem) < worker.MinSharedBody)
+}
+
 // Close gives back what the body holds; the zero requestBody holds nothing.
 func (b *requestBody) Close() {
 	if b.File != nil {

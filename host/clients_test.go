@@ -46,10 +46,13 @@ func (th *testHost) stalledGet(path string) net.Conn {
 // and never read them leave the app's workers free (the host spools the
 // responses), so every other request is served.
 func TestSlowReaderDoesNotHoldWorker(t *testing.T) {
-	t.Parallel()
 	th := startHost(t, oneApp("workers: 2, timeout: 5s"))
 	th.stalledGet("/big?n=10485760")        // one 10 MiB chunk
 	th.stalledGet("/big-stream?n=33554432") // 32 MiB in 64 KiB chunks
+	// Both responses go to temporary files, the one-chunk one too (a slow
+	// client holds no more than SpoolMemory of the host's memory), and
+	// the workers are free while the clients read nothing.
+	waitFor(t, func() bool { return openFiles("gowsgi-response-") >= 2 }, "both responses to be spooled")
 	waitFor(t, func() bool { return th.inflight("app") == 0 }, "the workers to be free while their clients read nothing")
 	for i := range 4 {
 		if code, _ := th.get("/pid"); code != 200 {
@@ -64,11 +67,10 @@ func TestSlowReaderDoesNotHoldWorker(t *testing.T) {
 // TestSpooledResponseArrivesWhole: a response spooled to a temporary
 // file while its client reads slowly arrives byte for byte.
 func TestSpooledResponseArrivesWhole(t *testing.T) {
-	t.Parallel()
 	th := startHost(t, oneApp(""))
 	const n = 8 << 20
 	c := th.stalledGet(fmt.Sprintf("/big-stream?n=%d", n))
-	waitFor(t, func() bool { return th.inflight("app") == 0 }, "the response to be spooled")
+	waitFor(t, func() bool { return openFiles("gowsgi-response-") > 0 }, "the response to be spooled")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -264,11 +266,14 @@ func TestTricklingBodiesBoundedMemory(t *testing.T) {
 }
 
 // openBodyFiles counts this process's open (unlinked) request body files.
-func (th *testHost) openBodyFiles() int {
+func (th *testHost) openBodyFiles() int { return openFiles("gowsgi-body-") }
+
+// openFiles counts this process's open files whose path contains name.
+func openFiles(name string) int {
 	entries, _ := os.ReadDir("/proc/self/fd")
 	n := 0
 	for _, e := range entries {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.Contains(target, "gowsgi-body-") {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.Contains(target, name) {
 			n++
 		}
 	}
@@ -476,4 +481,87 @@ func awaitOK(t *testing.T, got <-chan int, what string) {
 	case <-time.After(10 * time.Second):
 		t.Errorf("%s: no answer in 10 s", what)
 	}
+}
+
+// slowRead reads all of r, 64 KiB every 10 ms (about 6 MB/s).
+func slowRead(r io.Reader) ([]byte, error) {
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for {
+		m, err := r.Read(buf)
+		got = append(got, buf[:m]...)
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return got, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSendTimeoutSparesSteadyReaders: a client that keeps reading is
+// never cut by send_timeout, however long its response takes: a response
+// that comes as one large chunk is written in pieces, each with its own
+// deadline.
+func TestSendTimeoutSparesSteadyReaders(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, oneApp("")+"limits: {send_timeout: 1s}\n")
+	const n = 32 << 20 // seconds at the reader's pace, past what the kernel buffers
+	resp, err := getClient.Get(fmt.Sprintf("%s/big?n=%d", th.URL, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := slowRead(resp.Body)
+	if err != nil || !bytes.Equal(got, pattern(n)) {
+		t.Errorf("steady reader of one 32 MiB chunk: %d bytes, err %v", len(got), err)
+	}
+}
+
+// TestSpoolClosedWhenCut: a spooled response that the app ends with an
+// exception is cut, and its temporary file is closed with it.
+func TestSpoolClosedWhenCut(t *testing.T) {
+	th := startHost(t, oneApp(""))
+	c := th.stalledGet("/big-raise?n=8388608")
+	waitFor(t, func() bool { return openFiles("gowsgi-response-") > 0 }, "the response to be spooled")
+	waitFor(t, func() bool { return th.inflight("app") == 0 }, "the app to end it")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slowRead(resp.Body); err == nil {
+		t.Error("a response the app broke off arrived as if whole")
+	}
+	waitFor(t, func() bool { return openFiles("gowsgi-response-") == 0 }, "the spool file to be closed")
+}
+
+// TestLargeBodyNotPipelined: a request with a large body waits for an
+// idle worker instead of being queued behind a running request, where
+// its body would hold it until that request ends.
+func TestLargeBodyNotPipelined(t *testing.T) {
+	setPipelineWindow(t, time.Hour) // small requests would be pipelined onto a busy worker
+	th := startHost(t, oneApp("workers: 2"))
+	long, short := t.TempDir(), t.TempDir()
+	go th.get("/stream-wait?dir=" + long)
+	waitFor(t, func() bool { return th.inflight("app") == 1 }, "the long request to start")
+	shortDone := make(chan struct{})
+	go func() { th.get("/stream-wait?dir=" + short); close(shortDone) }()
+	waitFor(t, func() bool { return th.inflight("app") == 2 }, "the short request to start")
+	got := make(chan int, 1)
+	go func() {
+		resp, err := getClient.Post(th.URL+"/echo", "application/octet-stream", bytes.NewReader(pattern(3<<20)))
+		if err != nil {
+			got <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	waitFor(t, func() bool { return th.queued("app") == 1 }, "the large request to wait for an idle worker")
+	os.WriteFile(filepath.Join(short, "go"), nil, 0o644)
+	<-shortDone
+	awaitOK(t, got, "the large request (it waited behind the long one while a worker was idle)")
+	os.WriteFile(filepath.Join(long, "go"), nil, 0o644)
 }

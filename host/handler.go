@@ -136,14 +136,14 @@ func (h *Host) serveApp(q *request) error {
 		if attempt == 10 || q.r.Context().Err() != nil {
 			return errNoWorker
 		}
-		pr, err := app.pool.acquire(q.r.Context().Done())
+		pr, err := app.pool.acquire(q.r.Context().Done(), q.body.pipelinable())
 		if err != nil {
 			return err
 		}
-		req.OnDone = func() { app.pool.release(pr) }
+		req.OnDone = func(completed bool) { app.pool.release(pr, completed) }
 		call, err := pr.p.Send(req)
 		if err != nil {
-			app.pool.release(pr)
+			app.pool.release(pr, false)
 			if errors.Is(err, worker.ErrNotStarted) {
 				continue
 			}

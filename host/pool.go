@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,10 @@ func (pr *proc) takesRequests() bool { return pr.state == procServing || pr.stat
 type waiter struct {
 	ch  chan *proc // buffered 1; closed (with err set) to turn the waiter away
 	err error
+	// noPipeline: give it only an idle thread, never a place behind a
+	// running request (its large body would hold the handler in Send
+	// until the busy worker reads it, where it cannot be withdrawn).
+	noPipeline bool
 }
 
 const maxBackoff = 10 * time.Second
@@ -384,13 +389,13 @@ func (pl *pool) leave() {
 // acquire returns a worker with room for one more request, waiting up to
 // queue_timeout for one if all are busy. The caller must call release(pr)
 // when the request is done.
-func (pl *pool) acquire(done <-chan struct{}) (*proc, error) {
+func (pl *pool) acquire(done <-chan struct{}, pipeline bool) (*proc, error) {
 	pl.mu.Lock()
 	if pl.stopped {
 		pl.mu.Unlock()
 		return nil, errDraining
 	}
-	if best := pl.pickLocked(); best != nil {
+	if best := pl.pickLocked(pipeline); best != nil {
 		best.inflight++
 		pl.mu.Unlock()
 		return best, nil
@@ -403,7 +408,7 @@ func (pl *pool) acquire(done <-chan struct{}) (*proc, error) {
 		pl.mu.Unlock()
 		return nil, errQueueFull
 	}
-	w := &waiter{ch: make(chan *proc, 1)}
+	w := &waiter{ch: make(chan *proc, 1), noPipeline: !pipeline}
 	pl.waiters = append(pl.waiters, w)
 	pl.mu.Unlock()
 	timer := time.NewTimer(pl.app.QueueTimeout)
@@ -431,7 +436,7 @@ func (pl *pool) acquire(done <-chan struct{}) (*proc, error) {
 	pl.mu.Unlock()
 	// A worker was handed to us as we gave up: pass it on.
 	if pr := <-w.ch; pr != nil {
-		pl.release(pr)
+		pl.release(pr, false)
 	}
 	return nil, err
 }
@@ -450,7 +455,7 @@ var pipelineWindow = 10 * time.Millisecond
 // pickLocked returns the live process with the fewest requests, if it has
 // room: an idle thread first, else a place in the pipeline of a worker
 // that is busy with short requests.
-func (pl *pool) pickLocked() *proc {
+func (pl *pool) pickLocked(pipeline bool) *proc {
 	var best *proc
 	for _, s := range pl.slots {
 		if pr := s.cur; pr != nil && pr.takesRequests() && (best == nil || pr.inflight < best.inflight) && !pr.p.Dead() {
@@ -462,6 +467,8 @@ func (pl *pool) pickLocked() *proc {
 		return nil
 	case best.inflight < pl.perWorker:
 		return best
+	case !pipeline:
+		return nil
 	case best.inflight >= pl.perWorker+pipelineDepth:
 		return nil
 	}
@@ -506,10 +513,12 @@ func (pl *pool) backingOff() int {
 
 // release returns a process's place after a request finished, and
 // recycles the process if it reached max_requests or max_rss.
-func (pl *pool) release(pr *proc) {
+func (pl *pool) release(pr *proc, completed bool) {
 	pl.mu.Lock()
 	pr.inflight--
-	pr.served++
+	if completed {
+		pr.served++ // not a request given back, refused or lost with the worker
+	}
 	if pr.state == procReplaced && pr.inflight == 0 {
 		pl.mu.Unlock()
 		pl.go_(func() { pr.p.Close(5 * time.Second) })
@@ -585,9 +594,13 @@ func (pl *pool) dispatchLocked(pr *proc) {
 			limit += pipelineDepth
 		}
 	}
-	for len(pl.waiters) > 0 && pr.inflight < limit {
-		w := pl.waiters[0]
-		pl.waiters = pl.waiters[1:]
+	for i := 0; i < len(pl.waiters) && pr.inflight < limit; {
+		w := pl.waiters[i]
+		if w.noPipeline && pr.inflight >= pl.perWorker {
+			i++ // it waits for an idle thread
+			continue
+		}
+		pl.waiters = slices.Delete(pl.waiters, i, i+1)
 		pr.inflight++
 		w.ch <- pr
 	}

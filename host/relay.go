@@ -90,6 +90,7 @@ func (rl *relay) cut(code int, msg string) {
 		http.Error(&rl.q.w, msg, code)
 		return
 	}
+	rl.call.Abandon() // its spool goes now: the panic skips the caller's Abandon
 	panic(http.ErrAbortHandler)
 }
 
@@ -133,8 +134,7 @@ func (rl *relay) body(p []byte) bool {
 			return true
 		}
 	}
-	rl.send.write(time.Now())
-	if _, err := rl.out().Write(p); err != nil {
+	if err := rl.write(p); err != nil {
 		rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("writing the response to the client")
 		return false
 	}
@@ -146,6 +146,26 @@ func (rl *relay) body(p []byte) bool {
 		rl.streamed = false
 	}
 	return true
+}
+
+// writePiece is the most written to the client under one arming of the
+// send deadline: a client reading steadily, however large the response,
+// is never cut by send_timeout.
+const writePiece = 256 << 10
+
+// write writes p to the client (or the compressor) in pieces, re-arming
+// the send deadline before each.
+func (rl *relay) write(p []byte) error {
+	out := rl.out()
+	for len(p) > 0 {
+		n := min(len(p), writePiece)
+		rl.send.write(time.Now())
+		if _, err := out.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 // out is where body bytes go: the client, or the compressor in front of it.
@@ -211,11 +231,10 @@ func (rl *relay) file(f worker.Frame) {
 	if rl.remaining >= 0 && rl.remaining < n {
 		n = rl.remaining
 	}
-	rl.send.write(time.Now())
 	_, err := f.File.Seek(off, io.SeekStart)
 	if err == nil {
 		var sent int64
-		sent, err = io.Copy(rl.out(), io.LimitReader(f.File, n)) // sendfile when not compressed
+		sent, err = rl.copyFile(f.File, n)
 		if err == nil && sent < n {
 			err = fmt.Errorf("file ended after %d of %d bytes", sent, n)
 		}
@@ -229,6 +248,22 @@ func (rl *relay) file(f worker.Frame) {
 		panic(http.ErrAbortHandler) // never a silently short body
 	}
 	rl.h.log.Debug().Str("app", rl.q.app.name).Msg("response body sent from the file")
+}
+
+// copyFile sends n bytes of file from its offset, in pieces of
+// 4 × writePiece, re-arming the send deadline before each (with sendfile
+// over plain HTTP/1.1 when not compressed).
+func (rl *relay) copyFile(file io.Reader, n int64) (sent int64, err error) {
+	out := rl.out()
+	for sent < n {
+		rl.send.write(time.Now())
+		m, err := io.Copy(out, io.LimitReader(file, min(n-sent, 4*writePiece)))
+		sent += m
+		if err != nil || m == 0 {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // aborted handles FrameAbort: the app raised an exception.

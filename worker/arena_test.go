@@ -148,7 +148,7 @@ func TestSendBodyWays(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			done := make(chan struct{})
-			c, err := tt.p.Send(Request{Env: env.Bytes(), Body: Body{Mem: tt.mem, Slot: tt.slot}, OnDone: func() { close(done) }})
+			c, err := tt.p.Send(Request{Env: env.Bytes(), Body: Body{Mem: tt.mem, Slot: tt.slot}, OnDone: func(bool) { close(done) }})
 			tt.slot.Release() // the caller's hold; the call keeps its own
 			if err != nil {
 				t.Fatal(err)

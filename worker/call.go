@@ -20,8 +20,9 @@ type Request struct {
 	// past it the worker waits for the client. 0: memory only (SpoolMemory).
 	MaxSpool int64
 	// OnDone runs exactly once, from another goroutine, when the worker
-	// has finished the request (or died).
-	OnDone func()
+	// has finished the request (completed: its last frame came), or died,
+	// or gave it back (not completed).
+	OnDone func(completed bool)
 }
 
 // Body is a request body read in full, in one of three places: a slot of
@@ -80,7 +81,7 @@ type Call struct {
 	err       error    // ErrDied or ErrNotStarted
 	abandoned bool
 	wake      chan struct{}
-	onDone    func()
+	onDone    func(completed bool)
 
 	spool    spool
 	memBytes int       // body bytes queued in memory
@@ -179,7 +180,7 @@ func (c *Call) push(f Frame) {
 	}
 	c.signal()
 	if last {
-		c.onDone()
+		c.onDone(true)
 	}
 }
 
@@ -209,6 +210,10 @@ func (c *Call) accept(f Frame) int {
 	n := len(f.Payload)
 	c.received += int64(n)
 	switch {
+	case c.memBytes == 0 && n > SpoolMemory && c.spillTail(f):
+		// A large chunk (a list response comes whole): its head stays in
+		// memory, the rest goes to the file.
+		c.owed += n
 	case c.memBytes == 0 || c.memBytes+n <= SpoolMemory:
 		c.q = append(c.q, entry{f: f})
 		c.memBytes += n
@@ -227,6 +232,24 @@ func (c *Call) accept(f Frame) int {
 	return c.takeCredit(false)
 }
 
+// spillTail queues f's first SpoolMemory bytes in memory (copied, so that
+// the large payload is freed) and writes the rest to the spool file; false
+// (nothing queued) if the spool cannot take it. c.mu is held.
+func (c *Call) spillTail(f Frame) bool {
+	off, ok := c.spool.write(f.Payload[SpoolMemory:])
+	if !ok {
+		return false
+	}
+	head := getBuffer(SpoolMemory)
+	copy(head, f.Payload)
+	PutBuffer(f.Payload)
+	tail := int64(len(f.Payload) - SpoolMemory)
+	c.q = append(c.q, entry{f: Frame{Type: FrameBody, ID: f.ID, Payload: head}},
+		entry{f: Frame{Type: FrameBody, ID: f.ID}, off: off, n: tail})
+	c.memBytes += SpoolMemory
+	return true
+}
+
 // signal wakes a Next waiting for a frame.
 func (c *Call) signal() {
 	select {
@@ -241,7 +264,7 @@ func (c *Call) fail(err error) {
 	c.err = err
 	c.mu.Unlock()
 	c.signal()
-	c.onDone()
+	c.onDone(false)
 }
 
 // takeCredit returns the credit to send now: what is owed, once it is

@@ -194,6 +194,7 @@ class Conn:
         self.unacked = {}  # request id -> bytes sent but not yet credited
         self.cancelled = set()  # request ids whose client went away
         self.withdrawn = set()  # request ids the host took back before they began
+        self.done = set()  # recent request ids that ended (a withdraw of one is ignored)
         self.closed = False
         self.pump = None  # set in inline mode: reads one batch, returns False at EOF
         self.pending = []  # requests read by pump, to run next
@@ -243,11 +244,11 @@ class Conn:
             return CANCELLED if rid in self.cancelled else RUN
 
     def withdraw(self, rid):
-        """The host asks for rid back: give it up unless it has begun.
-        (A request that has already ended is answered too; the host, which
-        has its end, ignores the answer.)"""
+        """The host asks for rid back: give it up unless it has begun (or
+        ended: its frames may still be on their way to the host, and an
+        answer now would overtake them and have it run twice)."""
         with self.credit_lock:
-            if rid in self.unacked:
+            if rid in self.unacked or rid in self.done:
                 return
             self.withdrawn.add(rid)
             if len(self.withdrawn) > 256:
@@ -257,6 +258,12 @@ class Conn:
     def finish(self, rid):
         with self.credit_lock:
             self.unacked.pop(rid, None)
+            done = self.done
+            done.add(rid)
+            if len(done) > 1024:
+                # The host withdraws only requests it has no end of: old
+                # ones have long reached it.
+                self.done = {r for r in done if r > rid - 256}
             self.cancelled.discard(rid)
             if len(self.cancelled) > 256:
                 # Cancels that came after their request ended: drop the old.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -357,5 +358,47 @@ json.dump(out, sys.stdout)
 				t.Errorf("case %d, attempt %d: %q (%v), want %q", i, attempt+1, s, r, w)
 			}
 		}
+	}
+}
+
+// TestWithdrawVerdicts: the worker gives back (FrameWithdrawn) only a
+// request that has not begun; not one running, and not one that ended
+// (its frames may still be on their way: an answer would overtake them
+// and have the host run it twice); a request given back is skipped when
+// it arrives.
+func TestWithdrawVerdicts(t *testing.T) {
+	script := `
+import json, sys
+g = {"__name__": "gowsgi_worker"}
+exec(compile(sys.stdin.read(), "worker.py", "exec"), g)
+sent = []
+class Sock:
+    def sendall(self, b): sent.append(bytes(b))
+    def sendmsg(self, bufs): n = sum(len(b) for b in bufs); sent.append(b"".join(bytes(b) for b in bufs)); return n
+conn = g["Conn"](Sock())
+def answered(rid):
+    return any(s[:1] == b"N" and int.from_bytes(s[1:5], "little") == rid for s in sent)
+out = {}
+conn.begin(1)                      # running
+conn.withdraw(1); out["running"] = answered(1)
+conn.begin(2); conn.finish(2)      # ended, frames maybe unsent
+conn.withdraw(2); out["ended"] = answered(2)
+conn.withdraw(3); out["not begun"] = answered(3)
+out["skipped when it arrives"] = conn.begin(3) == g["WITHDRAWN"]
+json.dump(out, sys.stdout)
+`
+	cmd := exec.Command(testpython.Path(), "-c", script)
+	cmd.Stdin = strings.NewReader(Program())
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	var got map[string]bool
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"running": false, "ended": false, "not begun": true, "skipped when it arrives": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

@@ -159,6 +159,18 @@ def big_stream(environ, start_response):
     return iter(big_chunks(n))
 
 
+def big_raise(environ, start_response):
+    """big-stream's body, then an exception: the response is cut."""
+    n = int(_qget(environ, "n", "0"))
+    start_response("200 OK", [("Content-Type", OCTET)])
+
+    def gen():
+        for chunk in big_chunks(n):
+            yield chunk
+        raise RuntimeError("boom after the body")
+    return gen()
+
+
 def overlong(environ, start_response):
     """Declares Content-Length cl and yields the comma-separated parts
     (one part: a list of one item; more: a generator)."""
@@ -427,6 +439,7 @@ ROUTES = {
     "/echo-readlines": echo_readlines,
     "/big": big,
     "/big-stream": big_stream,
+    "/big-raise": big_raise,
     "/overlong": overlong,
     "/untyped": untyped,
     "/text": text,
