@@ -200,6 +200,9 @@ type App struct {
 	Threads int
 	// Env is extra environment for the workers.
 	Env map[string]string
+	// Preload imports the app once in a template process and forks the
+	// workers from it (sharing its memory); default false.
+	Preload bool
 	// Static, if set, makes this app a folder of files the host serves
 	// itself (absolute path); the Python settings are then unused.
 	Static string

@@ -149,6 +149,8 @@ var appKeys = []key[App]{
 		"worker processes"),
 	opt("threads", func(a *App) *int { return &a.Threads }, 1, intIn(1, MaxWorkers),
 		"requests one worker process serves at once"),
+	opt("preload", func(a *App) *bool { return &a.Preload }, false, parseBool,
+		"import the app once in a template process and fork the workers from it"),
 	{name: "env", doc: "extra environment variables for the workers",
 		def:  func(a *App) { a.Env = map[string]string{} },
 		read: func(l *loader, a *App, w string, e entry) { l.env(w, e.val, a.Env) }},
