@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gowsgi/gowsgi/worker"
 )
 
 // heavyApp builds about 40 MB of Python objects at import, as a large
@@ -176,7 +178,7 @@ func TestPreloadTemplateDies(t *testing.T) {
 	syscall.Kill(tp, syscall.SIGKILL)
 	waitFor(t, func() bool {
 		for _, pid := range before {
-			if !processGoneForTest(pid) {
+			if !worker.ProcessGone(pid) {
 				return false
 			}
 		}
@@ -208,7 +210,7 @@ func TestPreloadReload(t *testing.T) {
 	}
 	waitFor(t, func() bool {
 		for _, pid := range append(before, tp) {
-			if !processGoneForTest(pid) {
+			if !worker.ProcessGone(pid) {
 				return false
 			}
 		}
@@ -217,14 +219,3 @@ func TestPreloadReload(t *testing.T) {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
-
-// processGoneForTest reports whether pid has exited (gone or a zombie).
-func processGoneForTest(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
-}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gowsgi/gowsgi/worker"
 )
 
 func scaleConfig(min, max int, idle, extra string) string {
@@ -95,7 +97,7 @@ func TestScaleToZeroAndColdStart(t *testing.T) {
 			t.Errorf("round %d: worker %s is not a fork of the template %d", round, body, tp)
 		}
 		waitFor(t, func() bool { return len(th.Pids("app")) == 0 && th.templatePid("app") == 0 }, "scale to zero")
-		waitFor(t, func() bool { return processGoneForTest(atoi(body)) && processGoneForTest(tp) }, "the worker and template to exit")
+		waitFor(t, func() bool { return worker.ProcessGone(atoi(body)) && worker.ProcessGone(tp) }, "the worker and template to exit")
 	}
 	sc := th.scaling("app")
 	if sc.ScaleUps != 2 || sc.ScaleDowns != 2 {

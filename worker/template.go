@@ -242,7 +242,7 @@ func (t *Template) orphan() {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			for !processGone(pid) {
+			for !ProcessGone(pid) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			p.exitWith(fmt.Errorf("killed with its template (pid %d)", t.proc.Pid))
@@ -250,9 +250,9 @@ func (t *Template) orphan() {
 	}
 }
 
-// processGone reports whether pid has exited: no such process, or a
+// ProcessGone reports whether pid has exited: no such process, or a
 // zombie (reparented children are reaped by whatever init there is).
-func processGone(pid int) bool {
+func ProcessGone(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return true

@@ -41,6 +41,12 @@ func roundTrip(t *testing.T, p *Process, body []byte) string {
 		t.Fatal(err)
 	}
 	defer c.Abandon()
+	return string(readBody(t, c))
+}
+
+// readBody reads a call's response to its end and returns the body.
+func readBody(t *testing.T, c *Call) []byte {
+	t.Helper()
 	var got []byte
 	for {
 		f, err := c.Next(nil, nil)
@@ -53,7 +59,7 @@ func roundTrip(t *testing.T, p *Process, body []byte) string {
 		case FrameAbort:
 			t.Fatalf("app failed: %s", f.Payload)
 		case FrameEnd:
-			return string(got)
+			return got
 		}
 	}
 }
