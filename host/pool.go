@@ -64,6 +64,10 @@ type pool struct {
 	idle     chan struct{} // closed when draining and users reaches 0
 	stopped  bool
 	growing  int // slots added by scaling whose worker is starting
+	// growRetryAt: after a failed scale-up, none is tried before it (the
+	// delay doubles per failure, as restarts back off); under mu.
+	growRetryAt time.Time
+	growBackoff time.Duration
 
 	scaleUps, scaleDowns atomic.Int64 // workers added and retired by scaling
 }
@@ -505,7 +509,9 @@ func (pl *pool) pickLocked() *proc {
 // backing off after repeated crashes (as opposed to a restart in progress).
 func (pl *pool) crashLoopingLocked() bool {
 	if len(pl.slots) == 0 {
-		return false // a scaling pool at zero: the next request starts one
+		// A scaling pool at zero: the next request starts a worker, unless
+		// the last start failed moments ago.
+		return time.Now().Before(pl.growRetryAt)
 	}
 	for _, s := range pl.slots {
 		if s.cur != nil || s.backoff <= 200*time.Millisecond {

@@ -259,3 +259,28 @@ func TestPoolScalesDownAfterIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolScaleUpBacksOff: an app at zero workers whose start fails
+// answers 503 at once, and its next requests get 503 without a start
+// until the back-off has passed, which doubles per failure.
+func TestPoolScaleUpBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		def := appDef(func(a *config.App) { a.Scale = &config.Scale{Min: 0, Max: 2, IdleTimeout: time.Minute} })
+		fh := newFakeHost(t, def, 0, streamApp(0, 0))
+		starts := 0
+		fh.pl.startWorker = func(*worker.Spec) (*worker.Process, error) {
+			starts++
+			return nil, errors.New("cannot import")
+		}
+		for i, tt := range []struct {
+			after  time.Duration
+			starts int
+		}{{0, 1}, {50 * time.Millisecond, 1}, {60 * time.Millisecond, 2}, {150 * time.Millisecond, 2}, {60 * time.Millisecond, 3}} {
+			time.Sleep(tt.after)
+			if rec := fh.get("/"); rec.Code != 503 || starts != tt.starts {
+				t.Errorf("request %d: %d after %d starts, want 503 after %d", i, rec.Code, starts, tt.starts)
+			}
+			synctest.Wait()
+		}
+	})
+}

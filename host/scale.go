@@ -15,7 +15,7 @@ import (
 // worker will take, up to the app's max. pl.mu is held.
 func (pl *pool) growLocked() {
 	sc := pl.app.Scale
-	if sc == nil || pl.stopped {
+	if sc == nil || pl.stopped || time.Now().Before(pl.growRetryAt) {
 		return
 	}
 	for need := len(pl.waiters) - pl.growing; need > 0 && len(pl.slots) < sc.Max; need-- {
@@ -34,6 +34,8 @@ func (pl *pool) grow(s *slot) {
 	pl.mu.Lock()
 	pl.growing--
 	if err != nil {
+		pl.growBackoff = min(max(pl.growBackoff*2, 100*time.Millisecond), maxBackoff)
+		pl.growRetryAt = time.Now().Add(pl.growBackoff)
 		pl.removeSlotLocked(s)
 		if pl.liveSlotsLocked() == 0 {
 			pl.turnAwayLocked(errNoWorker)
@@ -46,6 +48,7 @@ func (pl *pool) grow(s *slot) {
 		return
 	}
 	n := len(pl.slots)
+	pl.growBackoff = 0
 	pl.mu.Unlock()
 	pl.scaleUps.Add(1)
 	pl.log.Info().Int("pid", p.Pid).Int("workers", n).Dur("start", time.Since(started)).Msg("scaled up: a request would have queued")
