@@ -137,7 +137,11 @@ type Process struct {
 	spec *Spec
 	cmd  *exec.Cmd
 	tmpl *Template // the template that forked it (then cmd is nil)
-	conn net.Conn  // a *net.UnixConn, but for an attached fake worker
+	// pidfd is a fork's pidfd, from its template (nil: none, or closed
+	// once it exited): it is signalled without a pid race. Under sigMu.
+	pidfd *os.File
+	sigMu sync.Mutex
+	conn  net.Conn // a *net.UnixConn, but for an attached fake worker
 	// Pid is the worker's process id.
 	Pid int
 
@@ -927,9 +931,29 @@ func (p *Process) signal(sig syscall.Signal) {
 		return
 	default:
 	}
+	if p.signalPidfd(sig) {
+		return
+	}
 	if syscall.Kill(-p.Pid, sig) != nil {
 		syscall.Kill(p.Pid, sig)
 	}
+}
+
+// signalPidfd signals a fork through its pidfd, and its group while it
+// has not been reaped (its pid, which names the group, is then still its
+// own). It reports whether the process has a pidfd.
+func (p *Process) signalPidfd(sig syscall.Signal) bool {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.pidfd == nil {
+		return false
+	}
+	fd := int(p.pidfd.Fd())
+	if unix.PidfdSendSignal(fd, 0, nil, 0) == nil {
+		syscall.Kill(-p.Pid, sig)
+	}
+	unix.PidfdSendSignal(fd, sig, nil, 0)
+	return true
 }
 
 // Kill ends the process at once (SIGKILL to its process group).

@@ -172,8 +172,7 @@ func (t *Template) readLoop() {
 		}
 		switch f.Type {
 		case FrameForked:
-			pid, err := strconv.Atoi(string(f.Payload))
-			t.forked(f.ID, pid, err)
+			t.forked(f.ID, f.Payload)
 		case FrameReaped:
 			if len(f.Payload) >= 4 {
 				t.exit(int(f.ID), int32(binary.LittleEndian.Uint32(f.Payload)))
@@ -183,21 +182,31 @@ func (t *Template) readLoop() {
 	t.orphan()
 }
 
-// forked registers the child of fork request id.
-func (t *Template) forked(id uint32, pid int, perr error) {
+// forked registers the child of fork request id, from the template's
+// answer: "pid", or "pid pidfd" with the pidfd attached.
+func (t *Template) forked(id uint32, answer []byte) {
+	s, withFd := strings.CutSuffix(string(answer), " pidfd")
+	var pidfd *os.File
+	if withFd {
+		if fd, ok := t.proc.fds.take(); ok {
+			pidfd = os.NewFile(uintptr(fd), "pidfd")
+		}
+	}
+	pid, perr := strconv.Atoi(s)
 	t.mu.Lock()
 	req := t.pending[id]
 	delete(t.pending, id)
-	if req == nil {
+	if req == nil || perr != nil {
 		t.mu.Unlock()
+		if pidfd != nil {
+			pidfd.Close()
+		}
+		if req != nil {
+			req.reply <- fmt.Errorf("bad answer from the template: %w", perr)
+		}
 		return
 	}
-	if perr != nil {
-		t.mu.Unlock()
-		req.reply <- fmt.Errorf("bad answer from the template: %w", perr)
-		return
-	}
-	req.p.Pid = pid
+	req.p.Pid, req.p.pidfd = pid, pidfd
 	status, early := t.reaped[pid]
 	delete(t.reaped, pid)
 	if !early {
@@ -265,6 +274,12 @@ func ProcessGone(pid int) bool {
 // exitWith marks a forked process exited, once.
 func (p *Process) exitWith(err error) {
 	p.exitOnce.Do(func() {
+		p.sigMu.Lock()
+		if p.pidfd != nil {
+			p.pidfd.Close()
+			p.pidfd = nil
+		}
+		p.sigMu.Unlock()
 		p.waitErr = err
 		close(p.exited)
 	})

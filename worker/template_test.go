@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gowsgi/gowsgi/internal/testpython"
 )
 
@@ -91,6 +93,12 @@ func TestTemplateForks(t *testing.T) {
 	}
 	if a.Pid == b.Pid || a.Pid == tmpl.Pid() {
 		t.Fatalf("pids: template %d, workers %d and %d", tmpl.Pid(), a.Pid, b.Pid)
+	}
+	if fd, err := unix.PidfdOpen(os.Getpid(), 0); err == nil {
+		unix.Close(fd)
+		if a.pidfd == nil {
+			t.Error("the kernel has pidfds, but the fork came without one")
+		}
 	}
 	if a.bodies != bodies {
 		t.Errorf("the fork did not map the body area")

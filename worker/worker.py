@@ -900,7 +900,9 @@ def main():
 #   H  ready (id 0): "pid"; F failed to import, as a worker
 #   T  refused (id 0): threads other than the main one run after the
 #      import, so forking is unsafe; payload names them
-#   P  forked (id: the request's number): the child's pid
+#   P  forked (id: the request's number): "pid", or "pid pidfd" with a
+#      pidfd of the child attached (SCM_RIGHTS), opened before the child
+#      can be reaped, for the host to signal it without a pid race
 #   Z  reaped (id: a child's pid): int32 wait status
 T_FORK, T_FORKED, T_REAPED, T_THREADS = ord("Q"), ord("P"), ord("Z"), ord("T")
 FORK = struct.Struct("<IQ")
@@ -950,14 +952,6 @@ def serve_forks(sock, name, app, cfg, libc):
     me = os.getpid()
     sigchld = {signal.SIGCHLD}
 
-    def send(data):
-        # A child's exit report must not land inside another frame.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigchld)
-        try:
-            sock.sendall(data)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
     def reap(signum, frm):
         while True:
             try:
@@ -976,15 +970,37 @@ def serve_forks(sock, name, app, cfg, libc):
             sys.exit(0)  # the host closed the socket
         _, rid, _ = HDR.unpack_from(data, 0)
         n, body_size = FORK.unpack_from(data, HDR_SIZE)
+        # Not reaped before its pidfd is open: the pid is still the child's.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigchld)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
             sock.close()
             become_worker(name, n, me, app, fds, body_size, cfg, libc)
             os._exit(1)  # not reached: the worker exits through sys.exit
-        for f in fds:
-            os.close(f)
-        send(frame(T_FORKED, rid, str(pid).encode()))
+        try:
+            for f in fds:
+                os.close(f)
+            answer_fork(sock, rid, pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def answer_fork(sock, rid, pid):
+    """Send the child's pid, and its pidfd where the kernel has them."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        sock.sendall(frame(T_FORKED, rid, str(pid).encode()))
+        return
+    try:
+        data = frame(T_FORKED, rid, ("%d pidfd" % pid).encode())
+        n = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
+        if n < len(data):
+            sock.sendall(data[n:])
+    finally:
+        os.close(pidfd)
 
 
 def recv_fork(sock, want):
