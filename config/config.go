@@ -111,6 +111,8 @@ const (
 	DefaultQueue        = 1024
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultStartTimeout = 60 * time.Second
+	// DefaultScaleIdle is how long a worker of a scaling app may be idle.
+	DefaultScaleIdle = 60 * time.Second
 	// DefaultMaxConnections is a listener's connection limit when it sets none.
 	DefaultMaxConnections = 4096
 	// DefaultCallable is the WSGI callable looked up when module names none.
@@ -227,6 +229,12 @@ type App struct {
 	Threads int
 	// Env is extra environment for the workers.
 	Env map[string]string
+	// Scale, if set (workers written as a mapping), makes the number of
+	// workers follow demand between Scale.Min and Scale.Max (= Workers).
+	Scale *Scale
+	// Preload imports the app once in a template process and forks the
+	// workers from it (sharing its memory); default false.
+	Preload bool
 	// Static, if set, makes this app a folder of files the host serves
 	// itself (absolute path); the Python settings are then unused.
 	Static string
@@ -264,6 +272,15 @@ type App struct {
 	StartTimeout time.Duration
 	// Pos is where the app's name is written under apps:.
 	Pos Pos
+}
+
+// Scale is an app's workers as a mapping: a worker is added when a
+// request would have to queue and fewer than Max run; a worker idle for
+// IdleTimeout is retired, down to Min. With Min 0 an idle app has no
+// process at all, and its next request waits for the start.
+type Scale struct {
+	Min, Max    int
+	IdleTimeout time.Duration
 }
 
 // Mount maps a request host and path prefix to an app.

@@ -180,10 +180,13 @@ var appKeys = []key[App]{
 	dirKey("dir", func(a *App) *string { return &a.Dir }, "the working directory, first on sys.path"),
 	opt("python", func(a *App) *string { return &a.Python }, DefaultPython, parseNonEmpty,
 		"the interpreter command or path"),
-	opt("workers", func(a *App) *int { return &a.Workers }, 1, intIn(1, MaxWorkers),
-		"worker processes"),
+	{name: "workers", doc: "worker processes: a count, or {min, max, idle_timeout} to scale with demand",
+		def:  func(a *App) { a.Workers = 1 },
+		read: func(l *loader, a *App, w string, e entry) { l.workers(w, e, a) }},
 	opt("threads", func(a *App) *int { return &a.Threads }, 1, intIn(1, MaxWorkers),
 		"requests one worker process serves at once"),
+	opt("preload", func(a *App) *bool { return &a.Preload }, false, parseBool,
+		"import the app once in a template process and fork the workers from it"),
 	{name: "env", doc: "extra environment variables for the workers",
 		def:  func(a *App) { a.Env = map[string]string{} },
 		read: func(l *loader, a *App, w string, e entry) { l.env(w, e.val, a.Env) }},
@@ -207,6 +210,21 @@ var appKeys = []key[App]{
 		"the longest a request may run on a worker; 0: no cap"),
 	opt("compress", func(a *App) **bool { return &a.Compress }, nil, parseOptBool,
 		"compress this app's responses (true) or not (false); not set: the top-level compress decides"),
+}
+
+// scaleKeys are the keys of an app's workers written as a mapping.
+var scaleKeys = []key[Scale]{
+	opt("min", func(s *Scale) *int { return &s.Min }, 0, intIn(0, MaxWorkers),
+		"workers kept however idle; 0: no process at all (template included) after idle_timeout"),
+	{name: "max", doc: "the most workers; one is added when a request would queue",
+		missing: required,
+		read: func(l *loader, s *Scale, w string, e entry) {
+			if v, err := intIn(1, MaxWorkers)(e.val); l.ok(w, e.val, err) {
+				s.Max = v
+			}
+		}},
+	opt("idle_timeout", func(s *Scale) *time.Duration { return &s.IdleTimeout }, DefaultScaleIdle, parseDuration,
+		"a worker idle this long is retired, down to min"),
 }
 
 // missingSection is the missing of a required top-level section, of

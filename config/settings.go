@@ -15,3 +15,23 @@ func (l *loader) logConfig(where string, n *yaml.Node, lc *Log) {
 		walk(l, where, n, lc, logKeys)
 	}
 }
+
+// workers reads an app's workers: a count, or a mapping of scaleKeys.
+func (l *loader) workers(where string, e entry, a *App) {
+	n := deref(e.val)
+	if n.Kind != yaml.MappingNode {
+		if v, err := intIn(1, MaxWorkers)(e.val); l.ok(where, e.val, err) {
+			a.Workers = v
+		}
+		return
+	}
+	s := defaults(scaleKeys)
+	walk(l, where, e.val, &s, scaleKeys)
+	if s.Max > 0 && s.Min > s.Max {
+		l.errorf(e.val, "%s: min (%d) is more than max (%d)", where, s.Min, s.Max)
+		return
+	}
+	if s.Max > 0 {
+		a.Scale, a.Workers = &s, s.Max
+	}
+}

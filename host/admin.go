@@ -216,6 +216,7 @@ type appStatus struct {
 	InFlight  int            `json:"in_flight"`
 	Queued    int            `json:"queued"`
 	Workers   []workerStatus `json:"workers"`
+	Scaling   *scalingStatus `json:"scaling,omitempty"` // workers: {min, max, idle_timeout}
 }
 
 // Status returns the host's state as /status reports it: that of the
@@ -267,7 +268,7 @@ func (rt *appRuntime) status(mounts []string, now time.Time) appStatus {
 	if rt.pool != nil {
 		snap := rt.pool.snapshot()
 		ps = &snap
-		a.InFlight, a.Queued = ps.inFlight, ps.queued
+		a.InFlight, a.Queued, a.Scaling = ps.inFlight, ps.queued, ps.scaling
 		for _, w := range ps.workers {
 			if w.Pid != 0 {
 				w.RSS = rss(w.Pid)

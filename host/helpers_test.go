@@ -112,6 +112,9 @@ func (th *testHost) stop() {
 	for _, rt := range th.apps {
 		if rt.pool != nil {
 			pids = append(pids, rt.pool.Pids()...)
+			if tp := rt.pool.templatePid(); tp != 0 {
+				pids = append(pids, tp)
+			}
 		}
 	}
 	th.mu.Unlock()

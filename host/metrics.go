@@ -125,6 +125,9 @@ var (
 	appStateDesc = prometheus.NewDesc("gowsgi_app_state",
 		"1 for what the app is doing, 0 for the rest: serving, starting (a worker is being replaced), failing (a worker keeps failing; restarts back off) or failed (did not load).",
 		[]string{"app", "state"}, nil)
+	scalingDesc = prometheus.NewDesc("gowsgi_worker_scaling_total",
+		"Workers added (up: a request would have queued) and retired (down: idle past idle_timeout) by an app whose workers scale.",
+		[]string{"app", "direction"}, nil)
 	appSinceDesc = prometheus.NewDesc("gowsgi_app_state_since_timestamp_seconds",
 		"When a starting, failing or failed app had the first error of its current run, as a Unix time.", []string{"app"}, nil)
 )
@@ -135,6 +138,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workersDesc
 	ch <- appStateDesc
 	ch <- appSinceDesc
+	ch <- scalingDesc
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -153,6 +157,10 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for state, n := range counts {
 			ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), rt.name, state)
+		}
+		if sc := st.scaling; sc != nil {
+			ch <- prometheus.MustNewConstMetric(scalingDesc, prometheus.CounterValue, float64(sc.ScaleUps), rt.name, "up")
+			ch <- prometheus.MustNewConstMetric(scalingDesc, prometheus.CounterValue, float64(sc.ScaleDowns), rt.name, "down")
 		}
 	}
 }

@@ -45,6 +45,13 @@ type pool struct {
 	// startWorker starts a worker process: worker.Start, or a fake in tests.
 	startWorker func(*worker.Spec) (*worker.Process, error)
 
+	// tmpl is the preloaded app's template (nil: none yet, or no preload);
+	// preloadRefused, that it refused to fork. Both under tmplMu, which
+	// also serialises template starts.
+	tmplMu         sync.Mutex
+	tmpl           *worker.Template
+	preloadRefused bool
+
 	ctx    context.Context // ended by stop: back-offs and restarts give up
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the pool (go)
@@ -57,6 +64,13 @@ type pool struct {
 	draining bool
 	idle     chan struct{} // closed when draining and users reaches 0
 	stopped  bool
+	growing  int // slots added by scaling whose worker is starting
+	// growRetryAt: after a failed scale-up, none is tried before it (the
+	// delay doubles per failure, as restarts back off); under mu.
+	growRetryAt time.Time
+	growBackoff time.Duration
+
+	scaleUps, scaleDowns atomic.Int64 // workers added and retired by scaling
 }
 
 // slot is one place in the pool, held by successive processes.
@@ -74,6 +88,7 @@ type proc struct {
 	limit    int // recycle after this many requests (0: never)
 	state    procState
 	started  time.Time
+	lastUsed time.Time   // the end of its last request (or its start); under pl.mu
 	timedOut atomic.Bool // killed for a request past its timeout
 }
 
@@ -112,6 +127,9 @@ const maxBodySlots = 64
 func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *appHealth, restarted func(reason string)) (*pool, error) {
 	pl := newPool(spec, app, log, health, restarted)
 	n := max(spec.Workers, 1)
+	if app.Scale != nil {
+		n = app.Scale.Min
+	}
 	// Shared memory for large request bodies: room for every request the
 	// workers may have at once (see pickLocked), and as many again for
 	// bodies being read from clients, up to maxBodySlots. Slots are reused
@@ -128,10 +146,14 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *ap
 			pl.spec.Bodies.Close()
 		}
 		pl.cancel()
+		pl.stopTemplate()
 		return nil, err
 	}
 	for _, p := range procs {
 		pl.addSlot(p)
+	}
+	if app.Scale != nil {
+		pl.go_(pl.scaleDownLoop)
 	}
 	return pl, nil
 }
@@ -141,7 +163,8 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *ap
 // progress is abandoned then.
 func newPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *appHealth, restarted func(reason string)) *pool {
 	pl := &pool{app: app, log: log, health: health, perWorker: max(spec.Threads, 1), idle: make(chan struct{}),
-		restarted: restarted, live: map[*proc]bool{}, startWorker: worker.Start}
+		restarted: restarted, live: map[*proc]bool{}}
+	pl.startWorker = pl.startProc
 	parent := spec.Context
 	if parent == nil {
 		parent = context.Background()
@@ -206,6 +229,7 @@ func (pl *pool) Pids() []int {
 // install puts a ready process into its slot and watches it.
 func (pl *pool) install(s *slot, p *worker.Process) {
 	pr := &proc{p: p, slot: s, started: time.Now()}
+	pr.lastUsed = pr.started
 	if pl.app.MaxRequests > 0 {
 		pr.limit = pl.app.MaxRequests
 		if pl.app.MaxRequestsJitter > 0 {
@@ -410,6 +434,7 @@ func (pl *pool) acquire(done <-chan struct{}, pipeline bool) (*proc, error) {
 	}
 	w := &waiter{ch: make(chan *proc, 1), noPipeline: !pipeline}
 	pl.waiters = append(pl.waiters, w)
+	pl.growLocked()
 	pl.mu.Unlock()
 	timer := time.NewTimer(pl.app.QueueTimeout)
 	defer timer.Stop()
@@ -469,6 +494,8 @@ func (pl *pool) pickLocked(pipeline bool) *proc {
 		return best
 	case !pipeline:
 		return nil
+	case pl.app.Scale != nil && len(pl.slots) < pl.app.Scale.Max:
+		return nil // queue, which adds a worker, rather than pipeline
 	case best.inflight >= pl.perWorker+pipelineDepth:
 		return nil
 	}
@@ -488,6 +515,11 @@ func (pl *pool) pickLocked(pipeline bool) *proc {
 // crashLoopingLocked reports whether no worker is up and every slot is
 // backing off after repeated crashes (as opposed to a restart in progress).
 func (pl *pool) crashLoopingLocked() bool {
+	if len(pl.slots) == 0 {
+		// A scaling pool at zero: the next request starts a worker, unless
+		// the last start failed moments ago.
+		return time.Now().Before(pl.growRetryAt)
+	}
 	for _, s := range pl.slots {
 		if s.cur != nil || s.backoff <= 200*time.Millisecond {
 			return false
@@ -519,6 +551,7 @@ func (pl *pool) release(pr *proc, completed bool) {
 	if completed {
 		pr.served++ // not a request given back, refused or lost with the worker
 	}
+	pr.lastUsed = time.Now()
 	if pr.state == procReplaced && pr.inflight == 0 {
 		pl.mu.Unlock()
 		pl.go_(func() { pr.p.Close(5 * time.Second) })
@@ -662,6 +695,7 @@ func (pl *pool) stop(timeout time.Duration) {
 		pl.go_(func() { p.Close(5 * time.Second) })
 	}
 	pl.wg.Wait()
+	pl.stopTemplate() // after its workers: they would die with it
 	if pl.spec.Bodies != nil {
 		pl.spec.Bodies.Close() // unmapped once the last request lets go of its slot
 	}
@@ -682,6 +716,16 @@ type workerStatus struct {
 type poolSnapshot struct {
 	inFlight, queued int
 	workers          []workerStatus
+	scaling          *scalingStatus // nil: a fixed number of workers
+}
+
+// scalingStatus is a scaling app's bounds and events, for /status.
+type scalingStatus struct {
+	Min         int     `json:"min"`
+	Max         int     `json:"max"`
+	IdleTimeout float64 `json:"idle_timeout_seconds"`
+	ScaleUps    int64   `json:"scale_ups"`   // workers added because a request would have queued
+	ScaleDowns  int64   `json:"scale_downs"` // workers retired after idle_timeout
 }
 
 // snapshot returns the pool's load and workers (without their memory).
@@ -689,6 +733,10 @@ func (pl *pool) snapshot() poolSnapshot {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	st := poolSnapshot{queued: len(pl.waiters), workers: make([]workerStatus, 0, len(pl.slots))}
+	if sc := pl.app.Scale; sc != nil {
+		st.scaling = &scalingStatus{Min: sc.Min, Max: sc.Max, IdleTimeout: sc.IdleTimeout.Seconds(),
+			ScaleUps: pl.scaleUps.Load(), ScaleDowns: pl.scaleDowns.Load()}
+	}
 	for _, s := range pl.slots {
 		pr := s.cur
 		if pr == nil {

@@ -229,3 +229,58 @@ func TestPoolBackoffWaitsOnStop(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolScalesDownAfterIdle: a scaling pool at min 0 starts a worker
+// for its first request, keeps it while requests come within
+// idle_timeout, retires it once idle that long, and starts another for
+// the next request.
+func TestPoolScalesDownAfterIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		def := appDef(func(a *config.App) { a.Scale = &config.Scale{Min: 0, Max: 2, IdleTimeout: 10 * time.Second} })
+		fh := newFakeHost(t, def, 0, streamApp(0, 0))
+		fh.pl.go_(fh.pl.scaleDownLoop)
+		for i := range 3 {
+			if rec := fh.get("/"); rec.Code != 200 {
+				t.Fatalf("request %d: %d", i, rec.Code)
+			}
+			time.Sleep(8 * time.Second)
+		}
+		synctest.Wait()
+		if n, started := len(fh.pl.Pids()), fh.workersStarted(); n != 1 || started != 1 {
+			t.Fatalf("after requests 8s apart: %d workers, %d started; want the one kept", n, started)
+		}
+		time.Sleep(3 * time.Second) // 11s idle
+		synctest.Wait()
+		if n := len(fh.pl.Pids()); n != 0 || fh.pl.scaleDowns.Load() != 1 {
+			t.Fatalf("after idle_timeout: %d workers, %d retired; want 0 and 1", n, fh.pl.scaleDowns.Load())
+		}
+		if rec := fh.get("/"); rec.Code != 200 || fh.workersStarted() != 2 {
+			t.Errorf("after scaling to zero: %d with %d started, want 200 from a second worker", rec.Code, fh.workersStarted())
+		}
+	})
+}
+
+// TestPoolScaleUpBacksOff: an app at zero workers whose start fails
+// answers 503 at once, and its next requests get 503 without a start
+// until the back-off has passed, which doubles per failure.
+func TestPoolScaleUpBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		def := appDef(func(a *config.App) { a.Scale = &config.Scale{Min: 0, Max: 2, IdleTimeout: time.Minute} })
+		fh := newFakeHost(t, def, 0, streamApp(0, 0))
+		starts := 0
+		fh.pl.startWorker = func(*worker.Spec) (*worker.Process, error) {
+			starts++
+			return nil, errors.New("cannot import")
+		}
+		for i, tt := range []struct {
+			after  time.Duration
+			starts int
+		}{{0, 1}, {50 * time.Millisecond, 1}, {60 * time.Millisecond, 2}, {150 * time.Millisecond, 2}, {60 * time.Millisecond, 3}} {
+			time.Sleep(tt.after)
+			if rec := fh.get("/"); rec.Code != 503 || starts != tt.starts {
+				t.Errorf("request %d: %d after %d starts, want 503 after %d", i, rec.Code, starts, tt.starts)
+			}
+			synctest.Wait()
+		}
+	})
+}

@@ -23,6 +23,7 @@ func WorkerSpec(ctx context.Context, app *config.App, log zerolog.Logger) *worke
 		Threads:      app.Threads,
 		Workers:      app.Workers,
 		Env:          app.Env,
+		Preload:      app.Preload,
 		StartTimeout: app.StartTimeout,
 		Log:          log,
 		Context:      ctx,

@@ -154,22 +154,7 @@ func TestSendBodyWays(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Abandon()
-			var got []byte
-			for {
-				f, err := c.Next(nil, nil)
-				if err != nil {
-					t.Fatalf("after %d bytes: %v", len(got), err)
-				}
-				if f.Type == FrameBody {
-					got = append(got, f.Payload...)
-				}
-				if f.Type == FrameEnd {
-					break
-				}
-				if f.Type == FrameAbort {
-					t.Fatalf("app failed: %s", f.Payload)
-				}
-			}
+			got := readBody(t, c)
 			<-done
 			if !bytes.Equal(got, body(tt.n)) {
 				t.Errorf("echoed %d bytes, want %d (equal: false)", len(got), tt.n)

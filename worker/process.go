@@ -92,6 +92,9 @@ type Spec struct {
 	Env map[string]string
 	// StartTimeout bounds the import of the app; 0 means 60s.
 	StartTimeout time.Duration
+	// Preload imports the app once in a template process (StartTemplate)
+	// and forks the workers from it (Template.Fork); Start ignores it.
+	Preload bool
 	// Bodies is the app's shared body area, mapped by every worker of the
 	// app; nil sends every body through the socket.
 	Bodies *BodyArena
@@ -133,7 +136,12 @@ const creditEvery = 128 << 10
 type Process struct {
 	spec *Spec
 	cmd  *exec.Cmd
-	conn net.Conn // a *net.UnixConn, but for an attached fake worker
+	tmpl *Template // the template that forked it (then cmd is nil)
+	// pidfd is a fork's pidfd, from its template (nil: none, or closed
+	// once it exited): it is signalled without a pid race. Under sigMu.
+	pidfd *os.File
+	sigMu sync.Mutex
+	conn  net.Conn // a *net.UnixConn, but for an attached fake worker
 	// Pid is the worker's process id.
 	Pid int
 
@@ -158,8 +166,9 @@ type Process struct {
 	kick     chan struct{} // asks flushLoop to write (buffered 1)
 	readDone chan struct{} // closed when the read loop has ended
 
-	exited  chan struct{} // closed once the process has been waited for
-	waitErr error
+	exited   chan struct{} // closed once the process has been waited for
+	exitOnce sync.Once     // closes exited, for a forked process (exitWith)
+	waitErr  error
 }
 
 // newProcess returns a Process speaking over conn; run starts its loops.
@@ -181,22 +190,39 @@ func (p *Process) run(br *bufio.Reader) {
 // Start starts a worker process and waits until its app is loaded. A
 // failure to import the app is a *LoadError carrying the traceback.
 func Start(spec *Spec) (*Process, error) {
+	p, br, err := launch(spec, false)
+	if err != nil {
+		return nil, err
+	}
+	p.run(br)
+	return p, nil
+}
+
+// launch starts a worker process, or a template if template is set, and
+// waits for its ready frame; it returns the reader of what follows.
+func launch(spec *Spec, template bool) (*Process, *bufio.Reader, error) {
 	prog, err := programFile()
 	if err != nil {
-		return nil, fmt.Errorf("app %q: %w", spec.App, err)
+		return nil, nil, fmt.Errorf("app %q: %w", spec.App, err)
 	}
 	conn, child, err := socketPair(spec.App, "worker")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctl, childCtl, err := socketPair(spec.App, "control")
 	if err != nil {
 		conn.Close()
 		child.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	cmd := command(spec, child, childCtl, prog)
-	bodies, bodiesFile := shareBodies(spec, cmd)
+	var bodies *BodyArena
+	var bodiesFile *os.File
+	if template {
+		cmd.Env = append(cmd.Env, "GOWSGI_TEMPLATE=1")
+	} else {
+		bodies, bodiesFile = shareBodies(spec, cmd)
+	}
 	p := newProcess(spec, conn)
 	p.cmd, p.bodies, p.ctl = cmd, bodies, ctl
 	// The host's copies of the worker's own files (not the shared program).
@@ -207,12 +233,13 @@ func Start(spec *Spec) (*Process, error) {
 	if err = p.start(files); err != nil {
 		conn.Close()
 		ctl.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	if err := p.awaitReady(); err != nil {
-		return nil, err
+	br, err := p.awaitReady()
+	if err != nil {
+		return nil, nil, err
 	}
-	return p, nil
+	return p, br, nil
 }
 
 // socketPair returns the host's end of a new socket pair and the file of
@@ -333,8 +360,9 @@ func closeAll(files []*os.File) {
 }
 
 // awaitReady waits for the worker's first frame: ready, or the traceback
-// of the app's failed import. On failure the process is stopped.
-func (p *Process) awaitReady() error {
+// of the app's failed import (or a template's refusal to fork). On failure
+// the process is stopped. It returns the reader of the frames that follow.
+func (p *Process) awaitReady() (*bufio.Reader, error) {
 	spec := p.spec
 	timeout := spec.StartTimeout
 	if timeout <= 0 {
@@ -357,10 +385,11 @@ func (p *Process) awaitReady() error {
 		if !strings.HasSuffix(string(f.Payload), " bodies") {
 			p.bodies = nil // it could not map the area (it said why on stderr)
 		}
-		p.run(br)
-		return nil
+		return br, nil
 	case err == nil && f.Type == FrameFailed:
 		err = &LoadError{App: spec.App, Traceback: string(f.Payload)}
+	case err == nil && f.Type == FrameThreads:
+		err = &ThreadsError{App: spec.App, Threads: string(f.Payload)}
 	case err == nil:
 		err = fmt.Errorf("app %q: worker sent frame %q before ready", spec.App, f.Type)
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -375,7 +404,7 @@ func (p *Process) awaitReady() error {
 	if exited {
 		err = fmt.Errorf("app %q: worker exited while loading the app (%v)", spec.App, p.waitErr)
 	}
-	return err
+	return nil, err
 }
 
 // Attach speaks the protocol over conn to a worker that is already
@@ -868,8 +897,8 @@ func (p *Process) Close(grace time.Duration) {
 	if cw, ok := p.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	if p.cmd != nil {
-		syscall.Kill(-p.Pid, syscall.SIGTERM)
+	if p.cmd != nil || p.tmpl != nil {
+		p.signal(syscall.SIGTERM)
 	}
 	t := time.NewTimer(grace)
 	defer t.Stop()
@@ -883,12 +912,48 @@ func (p *Process) Close(grace time.Duration) {
 }
 
 func (p *Process) kill() {
-	if p.cmd == nil { // attached: no process of ours to signal
+	if p.cmd == nil && p.tmpl == nil { // attached: no process of ours to signal
 		p.conn.Close()
 		return
 	}
-	syscall.Kill(-p.Pid, syscall.SIGKILL)
-	p.cmd.Process.Kill()
+	p.signal(syscall.SIGKILL)
+	if p.cmd != nil {
+		p.cmd.Process.Kill()
+	}
+}
+
+// signal sends sig to the process's group, or to the process if it has
+// no group of its own yet (a fork before its setpgid), unless it has
+// exited (and its pid may be another's).
+func (p *Process) signal(sig syscall.Signal) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	if p.signalPidfd(sig) {
+		return
+	}
+	if syscall.Kill(-p.Pid, sig) != nil {
+		syscall.Kill(p.Pid, sig)
+	}
+}
+
+// signalPidfd signals a fork through its pidfd, and its group while it
+// has not been reaped (its pid, which names the group, is then still its
+// own). It reports whether the process has a pidfd.
+func (p *Process) signalPidfd(sig syscall.Signal) bool {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.pidfd == nil {
+		return false
+	}
+	fd := int(p.pidfd.Fd())
+	if unix.PidfdSendSignal(fd, 0, nil, 0) == nil {
+		syscall.Kill(-p.Pid, sig)
+	}
+	unix.PidfdSendSignal(fd, sig, nil, 0)
+	return true
 }
 
 // Kill ends the process at once (SIGKILL to its process group).

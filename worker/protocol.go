@@ -52,6 +52,12 @@ const (
 	// started it, and ignores it otherwise.
 	FrameWithdraw  byte = 'W'
 	FrameWithdrawn byte = 'N' // worker: the request was not run; the host sends it elsewhere
+
+	// The template's frames (preload; see template.go and worker.py).
+	FrameFork    byte = 'Q' // host: fork a worker; its sockets ride along (SCM_RIGHTS)
+	FrameForked  byte = 'P' // template: the child's pid, answering FrameFork of the same id
+	FrameReaped  byte = 'Z' // template: a child (id: its pid) exited; int32 wait status
+	FrameThreads byte = 'T' // template: threads run after the import, so it will not fork; their names
 )
 
 // HeaderSize is the length of a frame header.

@@ -805,42 +805,53 @@ def set_title(title):
             del os.environ["SPT_NOENV"]
 
 
-def main():
-    set_title("gowsgi-worker " + as_started_by_c())
-    fd = int(os.environ.pop("GOWSGI_FD"))
-    ctl_fd = os.environ.pop("GOWSGI_CTL_FD", None)
-    module = os.environ.pop("GOWSGI_MODULE")
-    attr = os.environ.pop("GOWSGI_CALLABLE", "application")
-    threads = int(os.environ.pop("GOWSGI_THREADS", "1"))
-    workers = int(os.environ.pop("GOWSGI_WORKERS", "1"))
-    bodies = None
-    body_fd = os.environ.pop("GOWSGI_BODY_FD", None)
-    body_size = int(os.environ.pop("GOWSGI_BODY_SIZE", "0"))
-    if body_fd is not None:
-        body_fd = int(body_fd)
-        try:
-            bodies = mmap.mmap(body_fd, body_size, mmap.MAP_SHARED, mmap.PROT_READ)
-        except (OSError, ValueError) as e:
-            # The ready frame tells the host, which then sends bodies through the socket.
-            print("gowsgi worker: cannot map the shared body area (%s); request bodies "
-                  "come through the socket" % e, file=sys.stderr)
-        finally:
-            os.close(body_fd)
-    # The host stops a worker with SIGTERM once its requests are done:
-    # exit through sys.exit so that the app's atexit handlers run.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(True)
-    conn = Conn(sock)
+def worker_config():
+    """The app and process settings the host put in the environment
+    (removed from it, so that the app does not see them)."""
+    return {
+        "module": os.environ.pop("GOWSGI_MODULE"),
+        "attr": os.environ.pop("GOWSGI_CALLABLE", "application"),
+        "threads": int(os.environ.pop("GOWSGI_THREADS", "1")),
+        "workers": int(os.environ.pop("GOWSGI_WORKERS", "1")),
+    }
+
+
+def map_bodies(body_fd, body_size):
+    """Map the shared body area read-only (None if it cannot be) and close its fd."""
+    try:
+        return mmap.mmap(body_fd, body_size, mmap.MAP_SHARED, mmap.PROT_READ)
+    except (OSError, ValueError) as e:
+        # The ready frame tells the host, which then sends bodies through the socket.
+        print("gowsgi worker: cannot map the shared body area (%s); request bodies "
+              "come through the socket" % e, file=sys.stderr)
+        return None
+    finally:
+        os.close(body_fd)
+
+
+def import_app(conn, cfg):
+    """Import the app, or tell the host why not and exit."""
     cwd = os.getcwd()
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)
     try:
-        app = load_app(module, attr)
+        return load_app(cfg["module"], cfg["attr"])
     except BaseException:
         conn.send([frame(T_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))])
         sys.exit(1)
-    worker = Worker(app, conn, threads, workers, bodies)
+
+
+def exit_on_sigterm():
+    # The host stops a worker with SIGTERM once its requests are done:
+    # exit through sys.exit so that the app's atexit handlers run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+
+def serve(app, conn, ctl_fd, bodies, cfg):
+    """Be a worker of app on conn: say ready, then run requests until the
+    host closes the socket."""
+    threads = cfg["threads"]
+    worker = Worker(app, conn, threads, cfg["workers"], bodies)
     ready = str(os.getpid()) + (" bodies" if bodies is not None else "")
     conn.send([frame(T_READY, 0, ready.encode())])
     if ctl_fd is not None:
@@ -848,7 +859,7 @@ def main():
         ctl.setblocking(True)
         threading.Thread(target=serve_control, args=(ctl, conn), daemon=True,
                          name="gowsgi-control").start()
-    reader = FrameReader(sock)
+    reader = FrameReader(conn.sock)
     try:
         if threads > 1:
             serve_threaded(worker, conn, reader, threads)
@@ -857,6 +868,178 @@ def main():
     except (ConnectionError, BrokenPipeError):
         pass
     sys.exit(0)
+
+
+def new_conn(fd):
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    return Conn(sock)
+
+
+def main():
+    name = as_started_by_c()
+    if os.environ.pop("GOWSGI_TEMPLATE", None):
+        template_main(name)
+        return
+    set_title("gowsgi-worker " + name)
+    fd = int(os.environ.pop("GOWSGI_FD"))
+    ctl_fd = os.environ.pop("GOWSGI_CTL_FD", None)
+    cfg = worker_config()
+    bodies = None
+    body_fd = os.environ.pop("GOWSGI_BODY_FD", None)
+    body_size = int(os.environ.pop("GOWSGI_BODY_SIZE", "0"))
+    if body_fd is not None:
+        bodies = map_bodies(int(body_fd), body_size)
+    exit_on_sigterm()
+    conn = new_conn(fd)
+    app = import_app(conn, cfg)
+    serve(app, conn, ctl_fd, bodies, cfg)
+
+
+# The template (preload): it imports the app once, then forks a worker
+# for each fork request of the host on its socket.
+#
+# Host -> template:
+#   Q  fork (id: the request's number): uint32 worker number, uint64 size of
+#      the shared body area (0: none); the new worker's socket, control
+#      socket and body area fd ride along (SCM_RIGHTS)
+# Template -> host:
+#   H  ready (id 0): "pid"; F failed to import, as a worker
+#   T  refused (id 0): threads other than the main one run after the
+#      import, so forking is unsafe; payload names them
+#   P  forked (id: the request's number): "pid", or "pid pidfd" with a
+#      pidfd of the child attached (SCM_RIGHTS), opened before the child
+#      can be reaped, for the host to signal it without a pid race
+#   Z  reaped (id: a child's pid): int32 wait status
+T_FORK, T_FORKED, T_REAPED, T_THREADS = ord("Q"), ord("P"), ord("Z"), ord("T")
+FORK = struct.Struct("<IQ")
+
+
+def other_threads():
+    """Names of the threads running besides the main one: those the
+    threading module knows, and a count of any others (started in C)."""
+    names = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    try:
+        tasks = len(os.listdir("/proc/self/task"))
+    except OSError:
+        tasks = 1
+    if tasks - 1 > len(names):
+        names.append("%d thread(s) not started by the threading module" % (tasks - 1 - len(names)))
+    return names
+
+
+def template_main(name):
+    set_title("gowsgi-worker " + name + " template")
+    fd = int(os.environ.pop("GOWSGI_FD"))
+    ctl_fd = os.environ.pop("GOWSGI_CTL_FD", None)
+    if ctl_fd is not None:
+        os.close(int(ctl_fd))
+    cfg = worker_config()
+    exit_on_sigterm()
+    conn = new_conn(fd)
+    app = import_app(conn, cfg)
+    threads = other_threads()
+    if threads:
+        conn.send([frame(T_THREADS, 0, ", ".join(threads).encode("utf-8", "replace"))])
+        sys.exit(1)
+    import ctypes
+    import gc
+    libc = ctypes.CDLL(None, use_errno=True)
+    # What the import left is shared by every fork: keep the collector off
+    # those pages (a collection writes to every object it visits).
+    gc.collect()
+    gc.freeze()
+    conn.send([frame(T_READY, 0, str(os.getpid()).encode())])
+    serve_forks(conn.sock, name, app, cfg, libc)
+
+
+def serve_forks(sock, name, app, cfg, libc):
+    """Fork a worker for each request of the host; report each child's
+    pid and, once reaped, its wait status. Returns only in a child."""
+    me = os.getpid()
+    sigchld = {signal.SIGCHLD}
+
+    def reap(signum, frm):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            sock.sendall(frame(T_REAPED, pid, struct.pack("<i", status)))
+
+    signal.signal(signal.SIGCHLD, reap)
+    want = HDR_SIZE + FORK.size
+    while True:
+        data, fds = recv_fork(sock, want)
+        if data is None:
+            sys.exit(0)  # the host closed the socket
+        _, rid, _ = HDR.unpack_from(data, 0)
+        n, body_size = FORK.unpack_from(data, HDR_SIZE)
+        # Not reaped before its pidfd is open: the pid is still the child's.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigchld)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            sock.close()
+            become_worker(name, n, me, app, fds, body_size, cfg, libc)
+            os._exit(1)  # not reached: the worker exits through sys.exit
+        try:
+            for f in fds:
+                os.close(f)
+            answer_fork(sock, rid, pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def answer_fork(sock, rid, pid):
+    """Send the child's pid, and its pidfd where the kernel has them."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        sock.sendall(frame(T_FORKED, rid, str(pid).encode()))
+        return
+    try:
+        data = frame(T_FORKED, rid, ("%d pidfd" % pid).encode())
+        n = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
+        if n < len(data):
+            sock.sendall(data[n:])
+    finally:
+        os.close(pidfd)
+
+
+def recv_fork(sock, want):
+    """One fork request and its descriptors; (None, []) at EOF."""
+    fds = []
+    data = b""
+    while len(data) < want:
+        msg, anc, _, _ = sock.recvmsg(want - len(data), socket.CMSG_SPACE(3 * 4))
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack("%di" % (len(cdata) // 4), cdata[:len(cdata) - len(cdata) % 4]))
+        if not msg:
+            for f in fds:
+                os.close(f)
+            return None, []
+        data += msg
+    return data, fds
+
+
+def become_worker(name, n, template, app, fds, body_size, cfg, libc):
+    """In a forked child: own process group, die with the template, then
+    serve as a worker on the sockets that came with the request."""
+    os.setpgid(0, 0)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != template:
+        os._exit(1)  # the template died before the line above
+    set_title("gowsgi-worker %s #%d" % (name, n))
+    bodies = None
+    if body_size and len(fds) > 2:
+        bodies = map_bodies(fds[2], body_size)
+    serve(app, new_conn(fds[0]), fds[1], bodies, cfg)
 
 
 if __name__ == "__main__":

@@ -389,6 +389,27 @@ func TestWorkersDieWithKilledHost(t *testing.T) {
 	waitGone(t, pid)
 }
 
+// TestPreloadedWorkersDieWithKilledHost checks that SIGKILL of the host
+// takes a preloaded app's template and its forked workers with it.
+func TestPreloadedWorkersDieWithKilledHost(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, strings.Replace(serveConfig, "workers: 2}", "workers: 2, preload: true}", 1)))
+	_, body := s.get(t, "/pid")
+	pid, _ := strconv.Atoi(body)
+	stat, err := os.ReadFile("/proc/" + body + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	template, _ := strconv.Atoi(fields[1])
+	if template == s.cmd.Process.Pid {
+		t.Fatalf("worker %d is the host's child, not a fork of a template", pid)
+	}
+	s.cmd.Process.Kill()
+	s.wait(t)
+	waitGone(t, pid, template)
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"-h"}, {"help"}, {"serve", "-h"}, {"check", "-h"}} {
