@@ -102,6 +102,10 @@ type Limits struct {
 	// client that reads slower than its app writes; past it the worker
 	// waits for the client. 0 keeps only SpoolMemory in memory. Default 1GiB.
 	MaxSpool int64
+	// MaxSpoolTotal bounds the disk that the spool files of all responses
+	// use together; past it responses spill no more and their workers
+	// wait for their clients. Default 2GiB.
+	MaxSpoolTotal int64
 }
 
 // Defaults of the settings a config file leaves out, where other code

@@ -369,7 +369,7 @@ compress: {min_size: 2KiB}
 			Mounts:          []Mount{{Key: "/", Host: "", Prefix: "/", App: "hello", Pos: pos(6, 3)}},
 			ShutdownTimeout: 30 * time.Second,
 			Limits: Limits{MaxBody: 1e9, MaxHeaderBytes: 8192, ReadHeaderTimeout: 3 * time.Second, IdleTimeout: 2 * time.Minute,
-				BodyTimeout: 15 * time.Second, SendTimeout: 20 * time.Second, BodyMemory: 8 << 20, MaxSpool: 0},
+				BodyTimeout: 15 * time.Second, SendTimeout: 20 * time.Second, BodyMemory: 8 << 20, MaxSpool: 0, MaxSpoolTotal: 2 << 30},
 			Compress: Compress{Enabled: true, MinSize: 2048},
 		},
 	})

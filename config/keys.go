@@ -88,6 +88,8 @@ var limitKeys = []key[Limits]{
 		"memory for request bodies across all clients; past it they go to files"),
 	opt("max_spool", func(c *Limits) *int64 { return &c.MaxSpool }, 1<<30, parseSizeOrZero,
 		"response bytes kept in a file for one slow client; 0: memory only"),
+	opt("max_spool_total", func(c *Limits) *int64 { return &c.MaxSpoolTotal }, 2<<30, parseSizeOrZero,
+		"disk for the spool files of all responses together"),
 }
 
 // compressKeys are the keys of compress written as a mapping; written

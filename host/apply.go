@@ -146,6 +146,7 @@ func (h *Host) publish(rl *reload) {
 	if rl.admin != nil {
 		gen.admin = rl.admin.ln.Addr()
 	}
+	h.spoolDisk.SetMax(rl.cfg.Limits.MaxSpoolTotal)
 	h.gen.Store(gen)
 	h.ready.Store(true)
 	for _, l := range rl.opened {

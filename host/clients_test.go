@@ -565,3 +565,25 @@ func TestLargeBodyNotPipelined(t *testing.T) {
 	awaitOK(t, got, "the large request (it waited behind the long one while a worker was idle)")
 	os.WriteFile(filepath.Join(long, "go"), nil, 0o644)
 }
+
+// TestSpoolTotalBounded: the spool files of all responses together stay
+// within limits.max_spool_total; past it the workers wait for their
+// clients instead.
+func TestSpoolTotalBounded(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, oneApp("workers: 3")+"limits: {max_spool_total: 1MiB}\n")
+	for range 3 {
+		th.stalledGet("/big-stream?n=8388608")
+	}
+	waitFor(t, func() bool { return th.spoolDisk.Used() > 0 }, "responses to be spooled")
+	waitFor(t, func() bool { return th.inflight("app") == 3 }, "the three responses to run")
+	for range 20 { // the workers keep producing while their clients read nothing
+		if used := th.spoolDisk.Used(); used > 1<<20 {
+			t.Fatalf("spool files hold %d bytes, over max_spool_total (1 MiB)", used)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if th.inflight("app") != 3 {
+		t.Error("a worker finished: its response went somewhere past the bound")
+	}
+}

@@ -130,7 +130,8 @@ func (h *Host) serveApp(q *request) error {
 	defer envPool.Put(env)
 	env.Reset()
 	buildEnviron(env, q)
-	req := worker.Request{Env: env.Bytes(), Body: q.body.Body, Method: q.r.Method, Path: q.r.URL.Path, MaxSpool: lim.MaxSpool}
+	req := worker.Request{Env: env.Bytes(), Body: q.body.Body, Method: q.r.Method, Path: q.r.URL.Path, MaxSpool: lim.MaxSpool,
+		SpoolBudget: &h.spoolDisk}
 	send := deadline{w: &q.w, d: lim.SendTimeout}
 	for attempt := 0; ; attempt++ {
 		if attempt == 10 || q.r.Context().Err() != nil {

@@ -56,7 +56,8 @@ type Host struct {
 	statusMu   sync.Mutex
 	lastReload reloadStatus
 
-	bodyMem bodyBudget // memory held by request bodies (limits.body_memory)
+	bodyMem   bodyBudget         // memory held by request bodies (limits.body_memory)
+	spoolDisk worker.SpoolBudget // disk held by response spools (limits.max_spool_total)
 	// accessOut receives access lines in the Combined Log Format
 	// (log.access_format: combined): stdout, or a test's buffer.
 	accessOut io.Writer
@@ -118,6 +119,7 @@ func New(log zerolog.Logger) *Host {
 		accessOut: os.Stdout}
 	h.life, h.endLife = context.WithCancel(context.Background())
 	h.metrics = newMetrics(h)
+	h.spoolDisk.SetMax(config.DefaultLimits.MaxSpoolTotal)
 	h.gen.Store(&generation{routes: router.New[*appRuntime](nil), limits: config.DefaultLimits, access: true})
 	return h
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,8 @@ type Request struct {
 	// temporary file for a client that reads slower than the app writes;
 	// past it the worker waits for the client. 0: memory only (SpoolMemory).
 	MaxSpool int64
+	// SpoolBudget, if not nil, bounds the spool files of all requests.
+	SpoolBudget *SpoolBudget
 	// OnDone runs exactly once, from another goroutine, when the worker
 	// has finished the request (completed: its last frame came), or died,
 	// or gave it back (not completed).
@@ -107,22 +110,59 @@ func (e *entry) spilled() bool { return e.f.Type == FrameBody && e.f.Payload == 
 type spool struct {
 	file   *os.File
 	max    int64
-	wr, rd int64 // write and read offsets
-	broken bool  // creating or writing the file failed: spill no more
+	budget *SpoolBudget // the host's, shared by every spool; nil: none
+	size   int64        // the file's size, taken from budget
+	wr, rd int64        // write and read offsets
+	broken bool         // creating or writing the file failed: spill no more
+}
+
+// SpoolBudget bounds the disk that the spool files of all responses use
+// together (limits.max_spool_total): past it responses spill no more and
+// their workers wait for their clients.
+type SpoolBudget struct {
+	used atomic.Int64
+	max  atomic.Int64
+}
+
+// SetMax sets the bound (0: nothing is spooled).
+func (b *SpoolBudget) SetMax(n int64) { b.max.Store(n) }
+
+// Used returns the bytes the spool files use now.
+func (b *SpoolBudget) Used() int64 { return b.used.Load() }
+
+func (b *SpoolBudget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(n) > b.max.Load() {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *SpoolBudget) give(n int64) {
+	if b != nil && n > 0 {
+		b.used.Add(-n)
+	}
 }
 
 // len returns the bytes in the file not read yet.
 func (s *spool) len() int64 { return s.wr - s.rd }
 
 // write appends b to the file, creating it (unlinked) at first use.
+// The file's growth is taken from the host's budget first.
 func (s *spool) write(b []byte) (off int64, ok bool) {
-	if s.broken || s.len()+int64(len(b)) > s.max {
+	end := s.wr + int64(len(b))
+	grow := max(end-s.size, 0)
+	if s.broken || s.len()+int64(len(b)) > s.max || !s.budget.take(grow) {
 		return 0, false
 	}
 	if s.file == nil {
 		f, err := os.CreateTemp("", "gowsgi-response-*")
 		if err != nil {
 			s.broken = true
+			s.budget.give(grow)
 			return 0, false
 		}
 		os.Remove(f.Name()) // gone from the folder at once; freed when closed
@@ -130,10 +170,12 @@ func (s *spool) write(b []byte) (off int64, ok bool) {
 	}
 	if _, err := s.file.WriteAt(b, s.wr); err != nil {
 		s.broken = true
+		s.budget.give(grow)
 		return 0, false
 	}
+	s.size += grow
 	off = s.wr
-	s.wr += int64(len(b))
+	s.wr = end
 	return off, true
 }
 
@@ -146,7 +188,12 @@ func (s *spool) read(off int64, n int) ([]byte, error) {
 	}
 	s.rd = off + int64(n)
 	if s.rd == s.wr {
-		s.rd, s.wr = 0, 0 // empty: reuse the file from its start
+		// Empty: free its disk and reuse the file from its start.
+		s.rd, s.wr = 0, 0
+		if s.file.Truncate(0) == nil {
+			s.budget.give(s.size)
+			s.size = 0
+		}
 	}
 	return b, nil
 }
@@ -156,7 +203,8 @@ func (s *spool) close() {
 		s.file.Close()
 		s.file = nil
 	}
-	s.rd, s.wr = 0, 0
+	s.budget.give(s.size)
+	s.rd, s.wr, s.size = 0, 0, 0
 }
 
 // push queues a frame from the worker (the process's read loop calls it).

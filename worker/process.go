@@ -512,7 +512,7 @@ func (p *Process) register(req Request, slot *BodySlot) (*Call, error) {
 	}
 	c := &Call{ID: p.nextID, p: p, method: req.Method, path: req.Path, slot: slot, wake: make(chan struct{}, 1), onDone: req.OnDone}
 	c.q = c.qbuf[:0]
-	c.spool.max = req.MaxSpool
+	c.spool.max, c.spool.budget = req.MaxSpool, req.SpoolBudget
 	if slot != nil {
 		slot.hold()
 	}
