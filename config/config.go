@@ -236,6 +236,17 @@ type App struct {
 	// Scale, if set (workers written as a mapping), makes the number of
 	// workers follow demand between Scale.Min and Scale.Max (= Workers).
 	Scale *Scale
+	// User and Group, if set, are who the app's workers run as (the host
+	// keeps its own identity, for its sockets): a name or a number, checked
+	// at load; UID and GID are what they resolve to.
+	User, Group string
+	UID, GID    *uint32
+	// Umask, if 0 or more, is the workers' file mode creation mask; -1
+	// (the default) keeps the host's.
+	Umask int
+	// MaxOpenFiles and MaxAddressSpace, if above 0, are the workers'
+	// RLIMIT_NOFILE and RLIMIT_AS.
+	MaxOpenFiles, MaxAddressSpace int64
 	// Preload imports the app once in a template process and forks the
 	// workers from it (sharing its memory); default false.
 	Preload bool

@@ -493,6 +493,9 @@ func withDefaults(c *Config) {
 		if a.StartTimeout == 0 {
 			a.StartTimeout = DefaultStartTimeout
 		}
+		if a.Umask == 0 {
+			a.Umask = -1 // no test sets umask 0
+		}
 	}
 }
 

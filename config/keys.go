@@ -187,6 +187,24 @@ var appKeys = []key[App]{
 		read: func(l *loader, a *App, w string, e entry) { l.workers(w, e, a) }},
 	opt("threads", func(a *App) *int { return &a.Threads }, 1, intIn(1, MaxWorkers),
 		"requests one worker process serves at once"),
+	{name: "user", doc: "the user the workers run as: a name or a number",
+		read: func(l *loader, a *App, w string, e entry) {
+			if name, id, err := parseUser(e.val); l.ok(w, e.val, err) {
+				a.User, a.UID = name, &id
+			}
+		}},
+	{name: "group", doc: "the group the workers run as: a name or a number",
+		read: func(l *loader, a *App, w string, e entry) {
+			if name, id, err := parseGroup(e.val); l.ok(w, e.val, err) {
+				a.Group, a.GID = name, &id
+			}
+		}},
+	opt("umask", func(a *App) *int { return &a.Umask }, -1, parseUmask,
+		`the workers' file mode creation mask, octal like "0027"`),
+	opt("max_open_files", func(a *App) *int64 { return &a.MaxOpenFiles }, 0, parseCount64,
+		"the workers' open file limit (RLIMIT_NOFILE); 0: the host's"),
+	opt("max_address_space", func(a *App) *int64 { return &a.MaxAddressSpace }, 0, parseSizeOrZero,
+		"the workers' address space limit (RLIMIT_AS); 0: none"),
 	opt("preload", func(a *App) *bool { return &a.Preload }, false, parseBool,
 		"import the app once in a template process and fork the workers from it"),
 	{name: "env", doc: "extra environment variables for the workers",

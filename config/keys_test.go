@@ -46,7 +46,7 @@ func TestDefaultsFromTables(t *testing.T) {
 	}
 	want := &App{Name: "a", Module: "m", Callable: DefaultCallable, Dir: cfg.Apps[0].Dir, Python: DefaultPython,
 		Workers: 1, Threads: 1, Env: map[string]string{}, Timeout: DefaultTimeout, Queue: DefaultQueue,
-		QueueTimeout: DefaultQueueTimeout, StartTimeout: DefaultStartTimeout, Pos: cfg.Apps[0].Pos}
+		QueueTimeout: DefaultQueueTimeout, StartTimeout: DefaultStartTimeout, Umask: -1, Pos: cfg.Apps[0].Pos}
 	if !reflect.DeepEqual(cfg.Apps[0], want) {
 		t.Errorf("app %+v, want %+v", cfg.Apps[0], want)
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -146,4 +148,56 @@ func parseEnvValue(n *yaml.Node) (string, error) {
 		return "", errors.New("value must not contain a NUL byte")
 	}
 	return v.Value, nil
+}
+
+// parseUser reads a user name or number and resolves it.
+func parseUser(n *yaml.Node) (string, uint32, error) {
+	s, err := parseNonEmpty(n)
+	if err != nil {
+		return "", 0, err
+	}
+	u, err := user.Lookup(s)
+	if err != nil {
+		if u, err = user.LookupId(s); err != nil {
+			return "", 0, fmt.Errorf("unknown user %q", s)
+		}
+	}
+	id, err := strconv.ParseUint(u.Uid, 10, 32)
+	return s, uint32(id), err
+}
+
+// parseGroup reads a group name or number and resolves it.
+func parseGroup(n *yaml.Node) (string, uint32, error) {
+	s, err := parseNonEmpty(n)
+	if err != nil {
+		return "", 0, err
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		if g, err = user.LookupGroupId(s); err != nil {
+			return "", 0, fmt.Errorf("unknown group %q", s)
+		}
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	return s, uint32(id), err
+}
+
+// parseUmask reads an octal mask from 0 to 0777, like "0027".
+func parseUmask(n *yaml.Node) (int, error) {
+	v := deref(n)
+	m, err := strconv.ParseUint(v.Value, 8, 32)
+	if v.Kind != yaml.ScalarNode || err != nil || m > 0o777 {
+		return 0, fmt.Errorf("must be an octal mask like \"0027\", got %s", describe(v))
+	}
+	return int(m), nil
+}
+
+// parseCount64 reads a whole number of 0 or more.
+func parseCount64(n *yaml.Node) (int64, error) {
+	v := deref(n)
+	i, err := strconv.ParseInt(v.Value, 10, 64)
+	if v.Kind != yaml.ScalarNode || err != nil || i < 0 {
+		return 0, fmt.Errorf("must be a whole number of 0 or more, got %s", describe(v))
+	}
+	return i, nil
 }

@@ -95,6 +95,12 @@ type Spec struct {
 	// Preload imports the app once in a template process (StartTemplate)
 	// and forks the workers from it (Template.Fork); Start ignores it.
 	Preload bool
+	// UID and GID, if set, are who the workers run as.
+	UID, GID *uint32
+	// Umask (if 0 or more), MaxOpenFiles and MaxAddressSpace (if above
+	// 0) are applied in the worker before it imports the app.
+	Umask                         int
+	MaxOpenFiles, MaxAddressSpace int64
 	// Bodies is the app's shared body area, mapped by every worker of the
 	// app; nil sends every body through the socket.
 	Bodies *BodyArena
@@ -289,8 +295,40 @@ func command(spec *Spec, conn, ctl, prog *os.File) *exec.Cmd {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Args = append(cmd.Args, "-u", "/proc/self/fd/"+addFile(cmd, prog), spec.App)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: spec.credential()}
+	cmd.Env = append(cmd.Env, spec.limitsEnv()...)
 	return cmd
+}
+
+// credential is who the worker runs as: nil for the host's identity.
+func (spec *Spec) credential() *syscall.Credential {
+	if spec.UID == nil && spec.GID == nil {
+		return nil
+	}
+	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
+	if spec.UID != nil {
+		c.Uid = *spec.UID
+	}
+	if spec.GID != nil {
+		c.Gid = *spec.GID
+	}
+	return c
+}
+
+// limitsEnv tells worker.py the umask and resource limits to apply before
+// it imports the app (forks of a template inherit them).
+func (spec *Spec) limitsEnv() []string {
+	var env []string
+	if spec.Umask >= 0 {
+		env = append(env, "GOWSGI_UMASK="+strconv.Itoa(spec.Umask))
+	}
+	if spec.MaxOpenFiles > 0 {
+		env = append(env, "GOWSGI_RLIMIT_NOFILE="+strconv.FormatInt(spec.MaxOpenFiles, 10))
+	}
+	if spec.MaxAddressSpace > 0 {
+		env = append(env, "GOWSGI_RLIMIT_AS="+strconv.FormatInt(spec.MaxAddressSpace, 10))
+	}
+	return env
 }
 
 // addFile adds f to the files the worker inherits and returns its

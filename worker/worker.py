@@ -876,7 +876,25 @@ def new_conn(fd):
     return Conn(sock)
 
 
+def apply_limits():
+    """The umask and resource limits the host asks for, before the app is
+    imported (a template's forks inherit them)."""
+    mask = os.environ.pop("GOWSGI_UMASK", None)
+    if mask is not None:
+        os.umask(int(mask))
+    import resource
+    for var, res in (("GOWSGI_RLIMIT_NOFILE", resource.RLIMIT_NOFILE), ("GOWSGI_RLIMIT_AS", resource.RLIMIT_AS)):
+        value = os.environ.pop(var, None)
+        if value is not None:
+            soft, hard = resource.getrlimit(res)
+            n = int(value)
+            if hard != resource.RLIM_INFINITY:
+                n = min(n, hard)
+            resource.setrlimit(res, (n, n))
+
+
 def main():
+    apply_limits()
     name = as_started_by_c()
     if os.environ.pop("GOWSGI_TEMPLATE", None):
         template_main(name)

@@ -198,6 +198,32 @@ def text(environ, start_response):
     return [body]
 
 
+def identity(environ, start_response):
+    """uid, gid and umask of this worker; whether it can read path; how
+    many more files it can open."""
+    mask = os.umask(0)
+    os.umask(mask)
+    readable = None
+    path = _qget(environ, "path", "")
+    if path:
+        try:
+            open(path).close()
+            readable = True
+        except PermissionError:
+            readable = False
+    opened = []
+    try:
+        while len(opened) < 100000:
+            opened.append(open(os.devnull))
+    except OSError:
+        pass
+    n = len(opened)
+    for f in opened:
+        f.close()
+    return _respond(start_response, json.dumps({"uid": os.getuid(), "gid": os.getgid(), "umask": mask,
+                                                "readable": readable, "opened": n}), "application/json")
+
+
 def untyped(environ, start_response):
     """A body with no Content-Type: the host must not guess one."""
     start_response("200 OK", [])
@@ -442,6 +468,7 @@ ROUTES = {
     "/big-raise": big_raise,
     "/overlong": overlong,
     "/untyped": untyped,
+    "/identity": identity,
     "/text": text,
     "/write": write,
     "/raise": raise_,
