@@ -33,7 +33,7 @@ mounts:
 `)
 	var team, host struct {
 		UID, GID, Umask, Opened int
-		Readable              *bool
+		Readable                *bool
 	}
 	for _, c := range []struct {
 		path string
