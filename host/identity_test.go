@@ -16,8 +16,17 @@ func TestAppIdentityAndLimits(t *testing.T) {
 		t.Skip("needs root to run workers as another user")
 	}
 	t.Parallel()
+	// The app's folder must be open to nobody wherever the checkout is:
+	// a copy of the app in a temporary folder open to all.
 	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	src, err := os.ReadFile(filepath.Join(appsDir(t), "basic.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "basic.py"), src, 0o644)
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("host only"), 0o600); err != nil {
 		t.Fatal(err)
@@ -25,7 +34,7 @@ func TestAppIdentityAndLimits(t *testing.T) {
 	th := startHost(t, `
 listeners: ["127.0.0.1:0"]
 apps:
-  team: {module: basic, dir: {{apps}}, python: {{python}}, user: nobody, group: nogroup, umask: "0077", max_open_files: 64}
+  team: {module: basic, dir: `+dir+`, python: {{python}}, user: nobody, group: nogroup, umask: "0077", max_open_files: 64}
   host: {module: basic, dir: {{apps}}, python: {{python}}}
 mounts:
   "/team": team
