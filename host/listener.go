@@ -92,9 +92,13 @@ func openListener(key string, lc config.Listener) (*listener, error) {
 	if mode == 0 {
 		mode = config.DefaultSocketMode
 	}
-	if lc.Network == "unix" {
+	inherited := takeActivated(lc)
+	switch {
+	case inherited != nil:
+		ln = inherited // systemd's socket: its file, mode and owner are systemd's
+	case lc.Network == "unix":
 		ln, err = listenUnix(lc.Address, mode)
-	} else {
+	default:
 		ln, err = net.Listen("tcp", lc.Address)
 	}
 	if err != nil {
@@ -102,7 +106,7 @@ func openListener(key string, lc config.Listener) (*listener, error) {
 	}
 	l := &listener{key: key, addr: lc.Addr, ln: ln}
 	l.limit.init(lc.MaxConnections)
-	if lc.Network == "unix" && !strings.HasPrefix(lc.Address, "@") {
+	if lc.Network == "unix" && !strings.HasPrefix(lc.Address, "@") && inherited == nil {
 		l.path, l.mode = lc.Address, mode
 	}
 	return l, nil

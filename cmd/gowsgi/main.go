@@ -248,6 +248,7 @@ func serve(o *serveOpts) int {
 		runtime.GOMAXPROCS(n)
 	}
 	log.Debug().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("Go threads")
+	takeActivatedSockets(log)
 	h := host.New(log)
 	h.OnLogConfig(func(lc config.Log) {
 		if lvl := levelOf(lc); lvl != zerolog.GlobalLevel() {
@@ -396,4 +397,14 @@ func newLogger(format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("bad -log-format %q", format)
 	}
 	return log.Level(zerolog.TraceLevel).With().Timestamp().Logger(), nil
+}
+
+// takeActivatedSockets keeps the listening sockets systemd passed (socket
+// activation) for the config's listeners to take.
+func takeActivatedSockets(log zerolog.Logger) {
+	if n, err := host.TakeActivatedSockets(); err != nil {
+		log.Error().Err(err).Msg("socket activation")
+	} else if n > 0 {
+		log.Info().Int("sockets", n).Msg("socket activation: listening sockets inherited")
+	}
 }

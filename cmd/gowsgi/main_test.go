@@ -76,7 +76,12 @@ func startArgs(t *testing.T, args ...string) *server {
 // listening line.
 func startBinary(t *testing.T, bin string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startCmd(t, exec.Command(bin, args...))
+}
+
+// startCmd runs cmd, a gowsgi, and waits for its listening line.
+func startCmd(t *testing.T, cmd *exec.Cmd) *server {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -727,4 +732,46 @@ func vmRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// TestSocketActivation: with sockets passed as systemd does (LISTEN_PID,
+// LISTEN_FDS, LISTEN_FDNAMES, from fd 3), a listener whose address (or
+// name) matches takes the passed socket instead of binding: here the
+// test still holds the port, so binding would fail.
+func TestSocketActivation(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.py"), []byte(`
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"activated"]
+`), 0o644)
+	cfg := writeConfig(t, dir, `
+listeners: ["`+ln.Addr().String()+`"]
+apps:
+  app: {module: app, python: `+checkedPython()+`}
+mounts:
+  "/": app
+`)
+	// LISTEN_PID must be the server's own pid: a shell sets it, then execs.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, binary, "-c", cfg, "-log-format", "json")
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=web")
+	cmd.ExtraFiles = []*os.File{f}
+	s := startCmd(t, cmd)
+	if code, body := s.get(t, "/"); code != 200 || body != "activated" {
+		t.Errorf("through the activated socket: %d %q", code, body)
+	}
+	if !strings.Contains(s.log(), "listening sockets inherited") {
+		t.Error("the activation is not logged")
+	}
 }
