@@ -1,12 +1,15 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/cloudflare/tableflip"
 
 	"github.com/gowsgi/gowsgi/config"
 )
@@ -89,4 +92,84 @@ func sameAddress(a net.Addr, lc config.Listener) bool {
 		return false
 	}
 	return t.IP.Equal(want.IP) || (want.IP == nil && t.IP.IsUnspecified())
+}
+
+// Sockets handed over by a binary upgrade (cloudflare/tableflip): the old
+// gowsgi registers its listening sockets just before it starts the new
+// one (HandOver), which takes them by address instead of binding.
+
+// SocketRegistry is what sockets are handed over through: a
+// *tableflip.Fds.
+type SocketRegistry interface {
+	Listener(network, addr string) (net.Listener, error)
+	AddListener(network, addr string, ln tableflip.Listener) error
+}
+
+var handedOver struct {
+	mu  sync.Mutex
+	reg SocketRegistry
+}
+
+// InheritSockets makes the config's listeners take the sockets a previous
+// gowsgi handed over through reg, where their addresses match. Call it
+// once at start, before the first Apply.
+func InheritSockets(reg SocketRegistry) {
+	handedOver.mu.Lock()
+	handedOver.reg = reg
+	handedOver.mu.Unlock()
+}
+
+// handOverName is the name a socket is handed over under: its address,
+// the admin listener's marked so that the two never mix (with port 0 in
+// the config they would have the same address).
+func handOverName(lc config.Listener, admin bool) string {
+	if admin {
+		return "admin " + lc.Address
+	}
+	return lc.Address
+}
+
+func takeHandedOver(lc config.Listener, admin bool) net.Listener {
+	handedOver.mu.Lock()
+	defer handedOver.mu.Unlock()
+	if handedOver.reg == nil {
+		return nil
+	}
+	ln, err := handedOver.reg.Listener(lc.Network, handOverName(lc, admin))
+	if err != nil || ln == nil {
+		return nil
+	}
+	return ln
+}
+
+// HandOver registers the host's listening sockets (admin included) with
+// reg, for a new gowsgi to take over. Registered now rather than when
+// opened, so that a listener a reload removed is not kept open.
+func (h *Host) HandOver(reg SocketRegistry) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	add := func(lc *config.Listener, ln net.Listener, admin bool) {
+		tl, ok := ln.(tableflip.Listener)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: cannot be handed over", lc.Addr))
+			return
+		}
+		if err := reg.AddListener(lc.Network, handOverName(*lc, admin), tl); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", lc.Addr, err))
+		}
+	}
+	if h.cfg == nil {
+		return errors.New("no config applied")
+	}
+	for i := range h.cfg.Listeners {
+		lc := &h.cfg.Listeners[i]
+		if l := h.listeners[lc.Network+":"+lc.Address]; l != nil {
+			add(lc, l.ln, false)
+		}
+	}
+	if h.admin != nil && h.cfg.Admin != nil {
+		add(h.cfg.Admin, h.admin.ln, true)
+	}
+	return errors.Join(errs...)
 }

@@ -97,17 +97,7 @@ func (h *Host) openAdmin(lc *config.Listener, token config.Secret) (*adminServer
 	if h.admin != nil && h.admin.key == key {
 		return h.admin, nil
 	}
-	var ln net.Listener
-	var err error
-	if lc.Network == "unix" {
-		mode := lc.Mode
-		if mode == 0 {
-			mode = config.DefaultSocketMode
-		}
-		ln, err = listenUnix(lc.Address, mode)
-	} else {
-		ln, err = net.Listen("tcp", lc.Address)
-	}
+	ln, _, err := listenSocket(*lc, true)
 	if err != nil {
 		return nil, err
 	}

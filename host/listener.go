@@ -86,30 +86,41 @@ func (s *serverLn) Addr() net.Addr { return s.addr }
 // openListener binds the socket of lc. It serves nothing until update and
 // setServer are called.
 func openListener(key string, lc config.Listener) (*listener, error) {
-	var ln net.Listener
-	var err error
-	mode := lc.Mode
-	if mode == 0 {
-		mode = config.DefaultSocketMode
-	}
-	inherited := takeActivated(lc)
-	switch {
-	case inherited != nil:
-		ln = inherited // systemd's socket: its file, mode and owner are systemd's
-	case lc.Network == "unix":
-		ln, err = listenUnix(lc.Address, mode)
-	default:
-		ln, err = net.Listen("tcp", lc.Address)
-	}
+	ln, inherited, err := listenSocket(lc, false)
 	if err != nil {
 		return nil, err
 	}
 	l := &listener{key: key, addr: lc.Addr, ln: ln}
 	l.limit.init(lc.MaxConnections)
-	if lc.Network == "unix" && !strings.HasPrefix(lc.Address, "@") && inherited == nil {
-		l.path, l.mode = lc.Address, mode
+	if lc.Network == "unix" && !strings.HasPrefix(lc.Address, "@") && !inherited {
+		l.path, l.mode = lc.Address, socketMode(lc)
 	}
 	return l, nil
+}
+
+func socketMode(lc config.Listener) os.FileMode {
+	if lc.Mode == 0 {
+		return config.DefaultSocketMode
+	}
+	return lc.Mode
+}
+
+// listenSocket returns the socket for lc: one systemd passed (socket
+// activation), one the gowsgi this one upgrades handed over, or a new
+// one. inherited reports the first two (their file and mode are kept).
+func listenSocket(lc config.Listener, admin bool) (ln net.Listener, inherited bool, err error) {
+	if ln := takeActivated(lc); ln != nil {
+		return ln, true, nil
+	}
+	if ln := takeHandedOver(lc, admin); ln != nil {
+		return ln, true, nil
+	}
+	if lc.Network == "unix" {
+		ln, err = listenUnix(lc.Address, socketMode(lc))
+	} else {
+		ln, err = net.Listen("tcp", lc.Address)
+	}
+	return ln, false, err
 }
 
 // update applies the settings of lc that need no new server: the

@@ -47,6 +47,7 @@ serve: serves the Python WSGI apps of a gowsgi.yaml on its listeners.
   SIGINT/SIGTERM: stop accepting, let in-flight requests finish (up to
   shutdown_timeout), stop the workers, exit 0.
   SIGHUP, or a change to the config file (unless -watch=false): reload.
+  SIGUSR2: upgrade the binary (a new gowsgi takes the sockets; this one drains).
 
 check: validates the config (each problem printed as file:line:col: ...),
   then imports every app in a throwaway worker, as many at once as there
@@ -243,12 +244,13 @@ func serve(o *serveOpts) int {
 	// Catch signals before anything is served, so that an early SIGHUP
 	// reloads instead of killing the host.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
 	if n, set := hostProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); set {
 		runtime.GOMAXPROCS(n)
 	}
 	log.Debug().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("Go threads")
-	takeActivatedSockets(log)
+	upg := inheritSockets(log)
+	defer upg.stop()
 	h := host.New(log)
 	h.OnLogConfig(func(lc config.Log) {
 		if lvl := levelOf(lc); lvl != zerolog.GlobalLevel() {
@@ -267,21 +269,26 @@ func serve(o *serveOpts) int {
 		h.Shutdown(context.Background())
 		return 1
 	}
+	logAddrs(h, log)
+	upg.ready()
+	serveUntilStopped(h, o, sig, upg, log)
+	return 0
+}
+
+// logAddrs logs the bound address of every listener.
+func logAddrs(h *host.Host, log zerolog.Logger) {
 	for key, addr := range h.Addrs() {
 		log.Info().Str("listener", key).Str("addr", addr.String()).Msg("listening")
 	}
 	if a := h.AdminAddr(); a != nil {
 		log.Info().Str("addr", a.String()).Msg("admin listening")
 	}
-
-	serveUntilStopped(h, o, sig, log)
-	return 0
 }
 
 // serveUntilStopped reloads the config on SIGHUP and, unless -watch=false,
 // when its file changes, until SIGINT or SIGTERM; then it shuts the host
 // down.
-func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, log zerolog.Logger) {
+func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, upg *upgrader, log zerolog.Logger) {
 	stopWatch := func() {}
 	if o.watch {
 		var err error
@@ -295,6 +302,13 @@ func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, log zerolog.Logg
 		case <-sig.hup:
 			log.Info().Msg("SIGHUP: reloading the config")
 			h.ReloadFile(o.cfgPath)
+		case <-sig.usr2:
+			upg.upgrade(h)
+		case <-upg.exited():
+			log.Info().Msg("a new gowsgi took over: draining and exiting")
+			stopWatch()
+			stop(h, log)
+			return
 		case <-sig.quit:
 			stopWatch()
 			stop(h, log)
@@ -306,6 +320,7 @@ func serveUntilStopped(h *host.Host, o *serveOpts, sig signals, log zerolog.Logg
 // signals are the process's signals as routeSignals hands them on.
 type signals struct {
 	hup  chan struct{}  // SIGHUP; one waiting stands for any number
+	usr2 chan struct{}  // SIGUSR2 (upgrade the binary); likewise
 	quit chan os.Signal // SIGINT or SIGTERM, once the shutdown has begun
 	stop func()         // ends the routing and waits for it
 }
@@ -315,14 +330,14 @@ type signals struct {
 // config or a reload is being applied (which is then abandoned, and
 // /readyz answers 503 from then on); the main loop finishes it.
 func routeSignals(sigs chan os.Signal, h *host.Host, log zerolog.Logger) signals {
-	s := signals{hup: make(chan struct{}, 1), quit: make(chan os.Signal, 1)}
+	s := signals{hup: make(chan struct{}, 1), usr2: make(chan struct{}, 1), quit: make(chan os.Signal, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for sig := range sigs {
-			if sig == syscall.SIGHUP {
+			if ch := map[os.Signal]chan struct{}{syscall.SIGHUP: s.hup, syscall.SIGUSR2: s.usr2}[sig]; ch != nil {
 				select {
-				case s.hup <- struct{}{}:
+				case ch <- struct{}{}:
 				default:
 				}
 				continue
@@ -397,6 +412,14 @@ func newLogger(format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("bad -log-format %q", format)
 	}
 	return log.Level(zerolog.TraceLevel).With().Timestamp().Logger(), nil
+}
+
+// inheritSockets keeps the listening sockets systemd passed (socket
+// activation) or an old gowsgi handed over (binary upgrade) for the
+// config's listeners to take, and returns the upgrader.
+func inheritSockets(log zerolog.Logger) *upgrader {
+	takeActivatedSockets(log)
+	return newUpgrader(log)
 }
 
 // takeActivatedSockets keeps the listening sockets systemd passed (socket

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -773,5 +774,78 @@ mounts:
 	}
 	if !strings.Contains(s.log(), "listening sockets inherited") {
 		t.Error("the activation is not logged")
+	}
+}
+
+// TestBinaryUpgrade: SIGUSR2 starts a new gowsgi on the same sockets;
+// once it serves, the old one drains and exits; a client loading the
+// server all along sees no failed request.
+func TestBinaryUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, serveConfig+"admin: \"127.0.0.1:0\"\n"))
+	old := s.cmd.Process.Pid
+	var adminURL string
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(s.log(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
+				adminURL = "http://" + m["addr"].(string)
+			}
+		}
+		return adminURL != ""
+	}, "the admin address")
+	var ok, failed atomic.Int64
+	stopLoad := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		client := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-stopLoad:
+				return
+			default:
+			}
+			resp, err := client.Get(s.url + "/")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			} else {
+				ok.Add(1)
+			}
+		}
+	}()
+	waitFor(t, func() bool { return ok.Load() > 20 }, "load before the upgrade")
+	s.cmd.Process.Signal(syscall.SIGUSR2)
+	var newPid int
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(s.log(), "\n") {
+			var m struct {
+				Message string
+				Pid     int
+			}
+			if json.Unmarshal([]byte(line), &m) == nil && strings.HasPrefix(m.Message, "upgraded:") {
+				newPid = m.Pid
+			}
+		}
+		return newPid != 0
+	}, "the new gowsgi to serve")
+	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL); waitGone(t, newPid) })
+	waitFor(t, func() bool { return !alive(old) }, "the old gowsgi to exit")
+	before := ok.Load()
+	waitFor(t, func() bool { return ok.Load() > before+20 }, "load after the upgrade")
+	close(stopLoad)
+	<-loadDone
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed across the upgrade", n, n+ok.Load())
+	}
+	// The admin socket was handed over too: the same address answers.
+	if resp, err := http.Get(adminURL + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("admin after the upgrade: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
