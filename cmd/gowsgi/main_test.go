@@ -674,16 +674,7 @@ mounts:
   "/": app
 `)
 	s := start(t, cfg)
-	var adminURL string
-	waitFor(t, func() bool {
-		for _, line := range strings.Split(s.log(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
-				adminURL = "http://" + m["addr"].(string)
-			}
-		}
-		return adminURL != ""
-	}, "the admin address")
+	adminURL := s.adminURL(t)
 	addr := strings.TrimPrefix(s.url, "http://")
 	var conns []net.Conn
 	defer func() {
@@ -784,16 +775,7 @@ func TestBinaryUpgrade(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, writeConfig(t, dir, serveConfig+"admin: \"127.0.0.1:0\"\n"))
 	old := s.cmd.Process.Pid
-	var adminURL string
-	waitFor(t, func() bool {
-		for _, line := range strings.Split(s.log(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
-				adminURL = "http://" + m["addr"].(string)
-			}
-		}
-		return adminURL != ""
-	}, "the admin address")
+	adminURL := s.adminURL(t)
 	var ok, failed atomic.Int64
 	stopLoad := make(chan struct{})
 	loadDone := make(chan struct{})
@@ -848,4 +830,20 @@ func TestBinaryUpgrade(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+}
+
+// adminURL waits for the "admin listening" line and returns its URL.
+func (s *server) adminURL(t *testing.T) string {
+	t.Helper()
+	var url string
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(s.log(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
+				url = "http://" + m["addr"].(string)
+			}
+		}
+		return url != ""
+	}, "the admin address")
+	return url
 }
