@@ -37,7 +37,7 @@ func (rl *relay) run() (retry bool) {
 		if !rl.call.Pending() {
 			rl.send.idle() // the app's pauses are not the client's
 		}
-		f, err := rl.call.Next(done, nil)
+		f, err := rl.call.Next(done)
 		if err != nil {
 			return rl.failed(err)
 		}

@@ -326,18 +326,15 @@ func (c *Call) takeCredit(force bool) int {
 	return 0
 }
 
-// ErrWaitTimedOut is returned by Next when its timeout channel fires.
-var ErrWaitTimedOut = errors.New("timed out waiting for the worker")
-
 // ErrCanceled is returned by Next when its done channel is closed.
 var ErrCanceled = errors.New("request canceled")
 
 // Next returns the request's next frame, waiting for it. After FrameEnd or
 // FrameAbort there are no more. If the worker died first, it returns
 // ErrDied, or ErrNotStarted for a request it had not started. A close of
-// done (the client went away) returns ErrCanceled; timeout firing (nil:
-// never) returns ErrWaitTimedOut.
-func (c *Call) Next(done <-chan struct{}, timeout <-chan time.Time) (Frame, error) {
+// done (the client went away) returns ErrCanceled. (The app's time limits
+// are the pool's: Process.Stalled.)
+func (c *Call) Next(done <-chan struct{}) (Frame, error) {
 	for {
 		c.mu.Lock()
 		if len(c.q) > 0 {
@@ -361,8 +358,6 @@ func (c *Call) Next(done <-chan struct{}, timeout <-chan time.Time) (Frame, erro
 		case <-c.wake:
 		case <-done:
 			return Frame{}, ErrCanceled
-		case <-timeout:
-			return Frame{}, ErrWaitTimedOut
 		}
 	}
 }

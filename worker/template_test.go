@@ -51,7 +51,7 @@ func readBody(t *testing.T, c *Call) []byte {
 	t.Helper()
 	var got []byte
 	for {
-		f, err := c.Next(nil, nil)
+		f, err := c.Next(nil)
 		if err != nil {
 			t.Fatalf("after %d bytes: %v", len(got), err)
 		}

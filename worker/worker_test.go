@@ -311,16 +311,8 @@ sizes = [len(g["_good_lists"]), len(g["_heads"]), len(g["_good_names"])]
 out.append(["caches", max(sizes) <= g["CACHE_SIZE"], tuple(ok_list) in g["_good_lists"]])
 json.dump(out, sys.stdout)
 `
-	cmd := exec.Command(testpython.Path(), "-c", script)
-	cmd.Stdin = strings.NewReader(Program())
-	raw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v", err)
-	}
 	var got [][]any
-	if err := json.Unmarshal(raw, &got); err != nil {
-		t.Fatal(err)
-	}
+	runWithProgram(t, script, &got)
 	want := []string{
 		"ok true 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n",
 		"ok false 200 OK\r\nContent-Type: text/plain\r\n",
@@ -387,18 +379,25 @@ conn.withdraw(3); out["not begun"] = answered(3)
 out["skipped when it arrives"] = conn.begin(3) == g["WITHDRAWN"]
 json.dump(out, sys.stdout)
 `
+	var got map[string]bool
+	runWithProgram(t, script, &got)
+	want := map[string]bool{"running": false, "ended": false, "not begun": true, "skipped when it arrives": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// runWithProgram runs a Python script that reads the worker program from
+// stdin (and executes it), and decodes the JSON it prints into out.
+func runWithProgram(t *testing.T, script string, out any) {
+	t.Helper()
 	cmd := exec.Command(testpython.Path(), "-c", script)
 	cmd.Stdin = strings.NewReader(Program())
 	raw, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("python: %v", err)
 	}
-	var got map[string]bool
-	if err := json.Unmarshal(raw, &got); err != nil {
+	if err := json.Unmarshal(raw, out); err != nil {
 		t.Fatal(err)
-	}
-	want := map[string]bool{"running": false, "ended": false, "not begun": true, "skipped when it arrives": true}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
 	}
 }
