@@ -176,7 +176,7 @@ func (h *Host) updateListeners(rl *reload) {
 		if st := settingsOf(rl.lcs[key], rl.cfg.Limits); st != l.settings {
 			changed = append(changed, "server")
 			old := l.setServer(h.newServer(l, st), st)
-			h.background(func() { shutdownServer(old, rl.cfg.ShutdownTimeout) })
+			h.draining.Go(func() { shutdownServer(old, rl.cfg.ShutdownTimeout) })
 		}
 		if len(changed) > 0 {
 			rl.updatedLn = append(rl.updatedLn, l.addr+" ("+strings.Join(changed, ", ")+")")
@@ -185,14 +185,6 @@ func (h *Host) updateListeners(rl *reload) {
 	slices.Sort(rl.updatedLn)
 }
 
-// background runs f in a goroutine that Shutdown waits for.
-func (h *Host) background(f func()) {
-	h.draining.Add(1)
-	go func() {
-		defer h.draining.Done()
-		f()
-	}()
-}
 
 // retire drains and stops, in the background, the apps, listeners and
 // admin listener that the published generation no longer uses.
@@ -205,7 +197,7 @@ func (h *Host) retire(rl *reload) {
 	for key, l := range h.listeners {
 		if rl.nextLn[key] == nil {
 			rl.closedLn = append(rl.closedLn, l.addr)
-			h.background(func() { l.close(rl.cfg.ShutdownTimeout) })
+			h.draining.Go(func() { l.close(rl.cfg.ShutdownTimeout) })
 		}
 	}
 	for name := range h.apps {
@@ -224,7 +216,7 @@ func (h *Host) retireApp(rl *reload, name string, old *appRuntime) {
 	}
 	if old.static != nil {
 		// Requests routed by the old generation may still open files.
-		h.background(func() {
+		h.draining.Go(func() {
 			select {
 			case <-time.After(min(rl.cfg.ShutdownTimeout, 5*time.Second)):
 			case <-h.life.Done():
@@ -243,7 +235,7 @@ func (h *Host) retireApp(rl *reload, name string, old *appRuntime) {
 	} else {
 		rl.stopped = append(rl.stopped, name)
 	}
-	h.background(func() { old.pool.stop(rl.cfg.ShutdownTimeout) })
+	h.draining.Go(func() { old.pool.stop(rl.cfg.ShutdownTimeout) })
 }
 
 // retireAdmin closes the old admin listener if the new generation has
@@ -253,7 +245,7 @@ func (h *Host) retireAdmin(rl *reload) {
 	if admin != h.admin {
 		if old := h.admin; old != nil {
 			rl.adminChange = "closed " + old.addr
-			h.background(func() { old.close(rl.cfg.ShutdownTimeout) })
+			h.draining.Go(func() { old.close(rl.cfg.ShutdownTimeout) })
 		}
 		if admin != nil {
 			rl.adminChange = strings.TrimPrefix(rl.adminChange+", opened "+admin.ln.Addr().String(), ", ")

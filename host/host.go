@@ -257,7 +257,7 @@ func (h *Host) discard(next map[string]*appRuntime) {
 		if h.apps[name] == rt {
 			continue
 		}
-		h.background(func() {
+		h.draining.Go(func() {
 			if rt.pool != nil {
 				rt.pool.stop(0)
 			}

@@ -153,7 +153,7 @@ func startPool(spec *worker.Spec, app config.App, log zerolog.Logger, health *ap
 		pl.addSlot(p)
 	}
 	if app.Scale != nil {
-		pl.go_(pl.scaleDownLoop)
+		pl.wg.Go(pl.scaleDownLoop)
 	}
 	return pl, nil
 }
@@ -246,17 +246,9 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 	pl.live[pr] = true
 	pl.dispatchLocked(pr)
 	pl.mu.Unlock()
-	pl.go_(func() { pl.supervise(pr) })
+	pl.wg.Go(func() { pl.supervise(pr) })
 }
 
-// go_ runs f in a goroutine that stop waits for.
-func (pl *pool) go_(f func()) {
-	pl.wg.Add(1)
-	go func() {
-		defer pl.wg.Done()
-		f()
-	}()
-}
 
 // supervise waits for a process to exit and, unless the pool is stopping
 // or the process was recycled, starts a replacement: at once after the
@@ -554,7 +546,7 @@ func (pl *pool) release(pr *proc, completed bool) {
 	pr.lastUsed = time.Now()
 	if pr.state == procReplaced && pr.inflight == 0 {
 		pl.mu.Unlock()
-		pl.go_(func() { pr.p.Close(5 * time.Second) })
+		pl.wg.Go(func() { pr.p.Close(5 * time.Second) })
 		return
 	}
 	reason := ""
@@ -574,7 +566,7 @@ func (pl *pool) release(pr *proc, completed bool) {
 	}
 	pl.mu.Unlock()
 	if reason != "" {
-		pl.go_(func() { pl.recycle(pr, reason) })
+		pl.wg.Go(func() { pl.recycle(pr, reason) })
 	}
 }
 
@@ -692,7 +684,7 @@ func (pl *pool) stop(timeout time.Duration) {
 	pl.mu.Unlock()
 	pl.cancel()
 	for _, p := range procs {
-		pl.go_(func() { p.Close(5 * time.Second) })
+		pl.wg.Go(func() { p.Close(5 * time.Second) })
 	}
 	pl.wg.Wait()
 	pl.stopTemplate() // after its workers: they would die with it

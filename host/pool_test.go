@@ -238,7 +238,7 @@ func TestPoolScalesDownAfterIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		def := appDef(func(a *config.App) { a.Scale = &config.Scale{Min: 0, Max: 2, IdleTimeout: 10 * time.Second} })
 		fh := newFakeHost(t, def, 0, streamApp(0, 0))
-		fh.pl.go_(fh.pl.scaleDownLoop)
+		fh.pl.wg.Go(fh.pl.scaleDownLoop)
 		for i := range 3 {
 			if rec := fh.get("/"); rec.Code != 200 {
 				t.Fatalf("request %d: %d", i, rec.Code)

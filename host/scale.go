@@ -22,7 +22,7 @@ func (pl *pool) growLocked() {
 		s := &slot{}
 		pl.slots = append(pl.slots, s)
 		pl.growing++
-		pl.go_(func() { pl.grow(s) })
+		pl.wg.Go(func() { pl.grow(s) })
 	}
 }
 
@@ -113,7 +113,7 @@ func (pl *pool) retireIdle(now time.Time) {
 	}
 	pl.scaleDowns.Add(int64(len(retired)))
 	pl.log.Info().Int("retired", len(retired)).Int("workers", n).Dur("idle_timeout", sc.IdleTimeout).Msg("scaled down: workers were idle")
-	pl.go_(func() {
+	pl.wg.Go(func() {
 		for _, pr := range retired {
 			pr.p.Close(5 * time.Second)
 		}
