@@ -185,7 +185,6 @@ func (h *Host) updateListeners(rl *reload) {
 	slices.Sort(rl.updatedLn)
 }
 
-
 // retire drains and stops, in the background, the apps, listeners and
 // admin listener that the published generation no longer uses.
 func (h *Host) retire(rl *reload) {

@@ -249,7 +249,6 @@ func (pl *pool) install(s *slot, p *worker.Process) {
 	pl.wg.Go(func() { pl.supervise(pr) })
 }
 
-
 // supervise waits for a process to exit and, unless the pool is stopping
 // or the process was recycled, starts a replacement: at once after the
 // first crash, then backing off while the app keeps crashing.
