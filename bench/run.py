@@ -231,6 +231,7 @@ class Env:
         self.cert = self.key = None  # one self-signed certificate for every TLS server
         self.post_file = None  # the 1 MiB body h2load posts
         self.seq = 0  # numbers the stacks' files
+        self.uwsgi_listen = args.uwsgi_listen  # --listen of uWSGI behind nginx; None: its default (100)
 
 
 def make_certificate():
@@ -261,9 +262,14 @@ def write_gowsgi_config(path, port, apps, tls=False):
         f.write("\n".join(lines) + "\n")
 
 
-def nginx_config(d, port, tls, upstream, sock):
+H2_KEEPALIVE_REQUESTS = 1000000
+
+
+def nginx_config(d, port, tls, upstream, sock, h2load=False):
     """nginx.conf for a stack: nginx's defaults except what running it from a
-    tmp dir needs (see README.md, "nginx"). upstream: "uwsgi" or "http"."""
+    tmp dir needs (see README.md, "nginx"). upstream: "uwsgi" or "http".
+    h2load: for the h2load section, which needs keep-alive connections that
+    last the whole run (h2load does not reconnect after nginx's GOAWAY)."""
     listen = f"listen 127.0.0.1:{port}"
     h2_on = False
     if tls:
@@ -287,6 +293,8 @@ def nginx_config(d, port, tls, upstream, sock):
           "}",
           "http {",
           "    access_log off;"]
+    if h2load:
+        c.append(f"    keepalive_requests {H2_KEEPALIVE_REQUESTS};")
     for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         c.append(f"    {t}_temp_path {d}/{t}_temp;")
     c += ["    server {",
@@ -309,9 +317,12 @@ def nginx_config(d, port, tls, upstream, sock):
 
 
 def uwsgi_backend_command(scenario, sock):
-    return ["uwsgi", "--socket", sock, "--plugin", "python3", "--master", "--die-on-term",
-            "--processes", "1", "--threads", "1", "--need-app", "--disable-logging",
-            "--chdir", APPS, "--module", scenario.module]
+    cmd = ["uwsgi", "--socket", sock, "--plugin", "python3", "--master", "--die-on-term",
+           "--processes", "1", "--threads", "1", "--need-app", "--disable-logging",
+           "--chdir", APPS, "--module", scenario.module]
+    if ENV.uwsgi_listen:
+        cmd += ["--listen", str(ENV.uwsgi_listen)]
+    return cmd
 
 
 def gunicorn_command(scenario, bind):
@@ -381,7 +392,7 @@ def wait_socket(stack, sock):
         time.sleep(0.05)
 
 
-def start_stack(server, scenario):
+def start_stack(server, scenario, h2load=False):
     """Start server (and its nginx) serving scenario's app; return the Stack once it answers 200."""
     st = Stack(server, scenario.name)
     addr = f"127.0.0.1:{st.port}"
@@ -414,7 +425,7 @@ def start_stack(server, scenario):
             wait_socket(st, sock)
             conf = os.path.join(d, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(nginx_config(d, st.port, st.tls, upstream, sock))
+                f.write(nginx_config(d, st.port, st.tls, upstream, sock, h2load=h2load))
             st.logs.append(os.path.join(d, "error.log"))
             st.start("nginx", [ENV.nginx, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log")])
         else:
@@ -642,7 +653,7 @@ def h2load_command(stack, scenario, client, n):
 
 def measure_h2(server, scenario, requests, warmup):
     """One stack, the three h2load clients in turn: a result per client."""
-    st = start_stack(server, scenario)
+    st = start_stack(server, scenario, h2load=True)
     results = []
     try:
         check = check_request(st, scenario)
@@ -1013,9 +1024,10 @@ def notes(args, servers, info):
             w += (f" threads={ENV.waitress_threads} instead of 1: waitress is multi-threaded by design, "
                   "so it runs more than one request at a time, unlike the others.")
         n.append(w)
-    n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`, Go threads by default (GOMAXPROCS: half the "
-             "CPUs, at least 1, unless the environment sets it), without -keep-sysmon-awake (see bench/RESULTS.md, "
-             "Tuning); CPU and RSS include the Go host and its worker.")
+    if any(s.startswith("gowsgi") for s in servers):
+        n.append("gowsgi: `workers: 1, threads: 1`, `-log-level warn`, Go threads by default (GOMAXPROCS: half "
+                 "the CPUs, at least 1, unless the environment sets it), without -keep-sysmon-awake (see "
+                 "bench/RESULTS.md, Tuning); CPU and RSS include the Go host and its worker.")
     n.append("errors: non-2xx responses, wrk socket errors (connect/read/write/timeout), wrong response "
              "bodies (post scenario, checked by post1m.lua) and a failed check request before the run; "
              "⚠ marks a row with any.")
@@ -1031,8 +1043,15 @@ def h2_notes(args, servers, info):
          "(`done`). failed, errored: h2load's counts; non-2xx: its status codes other than 2xx; a protocol "
          "other than the one asked (ALPN) is an error too."]
     if "nginx-uwsgi-tls" in servers:
-        n.append("nginx closes a connection after 1000 requests (`keepalive_requests`, its default, HTTP/2 "
-                 "included); h2load then opens a new one, a new TLS handshake. gowsgi sets no such limit.")
+        n.append(f"nginx runs here with `keepalive_requests {H2_KEEPALIVE_REQUESTS}` instead of its default 1000: "
+                 "after 1000 requests on a connection nginx sends GOAWAY, and h2load counts the requests it "
+                 "still had for that connection as failed instead of reconnecting. gowsgi sets no such limit.")
+        if ENV.uwsgi_listen:
+            n.append(f"uWSGI behind nginx runs with `--listen {ENV.uwsgi_listen}` (--uwsgi-listen).")
+        else:
+            n.append("uWSGI's listen queue is its default, 100: with `-m10` nginx has up to 160 requests for it, "
+                     "so connect() to its socket fails (EAGAIN) while the queue is full and nginx answers 502 "
+                     "(non-2xx, failed); `--uwsgi-listen 256` avoids it.")
     return "\n".join(f"{i}. {t}" for i, t in enumerate(n, 1))
 
 
@@ -1121,8 +1140,13 @@ def main():
     ap.add_argument("--uwsgi-socket", choices=["auto", "http11-socket", "http-socket"], default="auto",
                     help="uwsgi's HTTP option: auto (default) takes --http11-socket (keep-alive) if this "
                          "uwsgi has it, else --http-socket (one request per connection)")
+    ap.add_argument("--uwsgi-listen", type=int, metavar="N",
+                    help="uWSGI --listen (socket backlog) behind nginx; default: uWSGI's own, 100, which "
+                         "160 requests in flight (h2load -c16 -m10) overflow: nginx answers 502 to some")
     ap.add_argument("--no-idle", action="store_true",
                     help="skip the gowsgi idle-memory and reload measurement")
+    ap.add_argument("--keep-tmp", action="store_true",
+                    help="keep the tmp dir (configs, certificate, every server's log) even when all went well")
     ap.add_argument("--json", nargs="?", const="-", metavar="FILE",
                     help="dump raw results as JSON to FILE; without FILE, to stdout (the table then goes to stderr)")
     args = ap.parse_args()
@@ -1150,7 +1174,7 @@ def main():
     if ENV.gowsgi:
         ENV.gowsgi = os.path.abspath(ENV.gowsgi)
     need_gowsgi = any(s in all_servers for s in ("gowsgi", "gowsgi-tls")) or idle_run
-    keep_tmp = False
+    keep_tmp = args.keep_tmp
     try:
         missing = check_tools(all_servers, scenarios, need_go=need_gowsgi and not args.gowsgi,
                               need_wrk=bool(servers), need_h2load=bool(h2_servers))
@@ -1195,7 +1219,7 @@ def main():
                            "servers": h2_servers, "scenarios": [s.name for s in h2_scenarios]}
                 if h2_servers else None}
         results = []
-        for sc in scenarios:
+        for sc in (scenarios if servers else []):
             runs = {sv: [] for sv in servers}
             for rnd in range(args.rounds):
                 # Servers take turns, starting one further each round, so that
@@ -1301,6 +1325,8 @@ def main():
         if failed:
             keep_tmp = True
             log(f"bench/run.py: some measurements failed; their logs are kept in {tmp}")
+        if args.keep_tmp and not failed:
+            log(f"bench/run.py: configs and logs are in {tmp}")
         return 1 if failed else 0
     except BenchError as e:
         log(f"bench/run.py: {e}")
