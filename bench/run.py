@@ -825,7 +825,7 @@ def versions(servers, wrk=True, h2load=False):
     if any(s.startswith("nginx") for s in servers):
         v["nginx"] = run_quiet([NGINX, "-v"])[1].split("/", 1)[-1]
     if any(s.endswith("-tls") for s in servers):
-        v["openssl"] = run_quiet(["openssl", "version"])[1]
+        v["openssl"] = " ".join(run_quiet(["openssl", "version"])[1].split()[:2])
     v["flask"] = run_quiet([ENV.python, "-c", meta, "flask"])[1]
     if wrk:
         v["wrk"] = run_quiet(["wrk", "-v"])[1].splitlines()[0].split(" Copyright")[0] if shutil.which("wrk") else ""
@@ -1002,8 +1002,8 @@ def notes(args, servers, info):
         n.append("TLS stacks (gowsgi-tls, nginx-uwsgi-tls) use the same self-signed RSA 2048 certificate "
                  f"({info['versions'].get('openssl', 'openssl')}); their ratio columns compare with gowsgi-tls.")
     if "uwsgi-http" in servers:
-        n.append(f"uwsgi-http: uwsgi {info['versions'].get('uwsgi', '')} `--http-socket` alone, otherwise as the "
-                 "uwsgi row below would be; it closes the connection after every response without saying so "
+        n.append(f"uwsgi-http: uwsgi {info['versions'].get('uwsgi', '')} `--plugin python3 --http-socket ADDR "
+                 "--master --processes 1 --threads 1 --disable-logging`, no nginx; it closes the connection after every response without saying so "
                  "(no keep-alive): wrk counts a socket read error each time, then reconnects.")
     if "uwsgi" in servers:
         n.append(f"uwsgi {info['versions'].get('uwsgi', '')}: `{ENV.uwsgi_socket_opt}` "
