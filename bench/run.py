@@ -1,21 +1,26 @@
 #!/usr/bin/python3
-"""Benchmark gowsgi against gunicorn, uWSGI and waitress on the same WSGI apps.
+"""Benchmark gowsgi against nginx+uWSGI, nginx+gunicorn, uWSGI, gunicorn and waitress.
 
 Each server runs one Python process with one request thread (see README.md
-for the exact command lines), on a free 127.0.0.1 port, and is measured with
+for the exact command lines), on a free 127.0.0.1 port; nginx stacks put
+nginx (one worker) in front of uWSGI or gunicorn over a unix socket; TLS
+stacks share one self-signed certificate. Each is measured with
 `wrk -t1 -c16 -d<duration> --latency` over keep-alive connections. For each
-server and scenario it reports requests/s, p50/p99 latency, the CPU time of the
-server's whole process tree per request, and the tree's resident memory. It
+server and scenario it reports requests/s, p50/p99 latency, the CPU time of
+every process of the stack per request, and their resident memory. The TLS
+stacks are then loaded with h2load over HTTP/1.1 and HTTP/2 (-m1, -m10). It
 also measures gowsgi's own resident memory with 10 idle apps mounted and the
 time of a no-op reload (SIGHUP with an unchanged config).
 
 Standard library only; installs nothing. Needs the Debian packages wrk,
-gunicorn, uwsgi, uwsgi-plugin-python3, python3-waitress and python3-flask
-(and Go, unless --gowsgi is given).
+nghttp2-client, nginx, openssl, gunicorn, uwsgi, uwsgi-plugin-python3,
+python3-waitress and python3-flask (only those the selected servers need),
+and Go, unless --gowsgi is given.
 
 Usage:
-  /usr/bin/python3 bench/run.py [--duration 10] [--scenarios hello,flask,big,post]
-                                [--servers gowsgi,gunicorn,uwsgi,waitress]
+  /usr/bin/python3 bench/run.py [--duration 10] [--rounds 3] [--scenarios hello,flask,big,post]
+                                [--servers gowsgi,gowsgi-tls,nginx-uwsgi,...] [--no-h2 | --h2-only]
+                                [--h2-requests 100000] [--table full|issue|both]
                                 [--python /usr/bin/python3] [--gowsgi PATH] [--json [FILE]]
 """
 
@@ -340,6 +345,7 @@ class Stack:
         self.port = free_port()
         self.tls = server.endswith("-tls")
         self.procs = []  # (name, Popen, logfile), in start order
+        self.nginx_conf = None  # the generated nginx.conf, for --json
         self.commands = []
         self.logs = []
 
@@ -424,8 +430,9 @@ def start_stack(server, scenario, h2load=False):
                 upstream = "uwsgi"
             wait_socket(st, sock)
             conf = os.path.join(d, "nginx.conf")
+            st.nginx_conf = nginx_config(d, st.port, st.tls, upstream, sock, h2load=h2load)
             with open(conf, "w") as f:
-                f.write(nginx_config(d, st.port, st.tls, upstream, sock, h2load=h2load))
+                f.write(st.nginx_conf)
             st.logs.append(os.path.join(d, "error.log"))
             st.start("nginx", [ENV.nginx, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log")])
         else:
@@ -588,7 +595,7 @@ def measure(server, scenario, duration):
         res = parse_wrk(out)
         res.update(
             server=server, scenario=scenario.name, check=check,
-            command=st.commands[-1], commands=st.commands,
+            command=st.commands[-1], commands=st.commands, nginx_conf=st.nginx_conf,
             cpu_seconds=round(cpu1 - cpu0, 3),
             cpu_us_per_req=round((cpu1 - cpu0) * 1e6 / res["requests"], 1) if res["requests"] else None,
             rss_mib=round(rss / 2**20, 1), processes=nproc, wrk_output=out)
@@ -675,7 +682,7 @@ def measure_h2(server, scenario, requests, warmup):
             res = parse_h2load(out)
             res.update(
                 server=server, scenario=scenario.name, client=client, check=check,
-                command=st.commands[-1], commands=st.commands, h2load_command=cmd,
+                command=st.commands[-1], commands=st.commands, nginx_conf=st.nginx_conf, h2load_command=cmd,
                 cpu_seconds=round(cpu1 - cpu0, 3),
                 cpu_us_per_req=round((cpu1 - cpu0) * 1e6 / res["requests"], 1) if res["requests"] else None,
                 rss_mib=round(rss / 2**20, 1), processes=nproc, h2load_output=out)
@@ -1105,7 +1112,8 @@ def median_run(runs):
 
 def main():
     global ENV
-    ap = argparse.ArgumentParser(description="Benchmark gowsgi against gunicorn, uWSGI and waitress.")
+    ap = argparse.ArgumentParser(description="Benchmark gowsgi against nginx+uWSGI, nginx+gunicorn, "
+                                             "uWSGI, gunicorn and waitress.")
     ap.add_argument("--duration", type=parse_duration, default=10, metavar="SECONDS",
                     help="length of each measured wrk run (default 10)")
     ap.add_argument("--rounds", type=int, default=3, metavar="N",
