@@ -89,7 +89,7 @@ func (h *Host) readBody(q *request) error {
 		return nil
 	}
 	rd := &timedReader{r: http.MaxBytesReader(q.w.ResponseWriter, q.r.Body, lim.MaxBody),
-		dl: deadline{w: q.w.ResponseWriter, d: lim.BodyTimeout}}
+		dl: deadline{w: q.w.ResponseWriter, d: lim.BodyTimeout}, send: &q.send}
 	var err error
 	switch {
 	case n > 0 && n <= memThreshold && h.bodyMem.take(n, lim.BodyMemory):
@@ -166,51 +166,72 @@ func (b *requestBody) spool(head []byte, rd io.Reader) error {
 }
 
 // timedReader reads a request body, re-arming the read deadline as the
-// client makes progress.
+// client makes progress, and keeping the response's write deadline (send)
+// from running out during a long upload: on HTTP/2 an expired write
+// deadline resets the stream even with no write pending.
 type timedReader struct {
-	r  io.Reader
-	dl deadline
+	r    io.Reader
+	dl   deadline
+	send *deadline
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
-	t.dl.read(time.Now())
+	now := time.Now()
+	t.dl.read(now)
+	t.send.keep(now)
 	return t.r.Read(p)
 }
 
 // deadline keeps a read or write deadline on a request's connection (on
 // HTTP/2, its stream) while the host reads or writes: at least d after
-// the last progress, and at most 5d/4. It re-arms only after d/4 has
-// passed since it last did, since on HTTP/2 each arming is a message to
-// the connection's goroutine. A write deadline is cleared (idle) while the
-// host waits for the app: the client's time is bounded, not the app's (on
-// HTTP/2 an expired deadline resets the stream even with no write pending).
+// the last progress, and at most 5d/4. It re-arms only when less than d
+// is left, since on HTTP/2 each arming is a message to the connection's
+// goroutine.
+//
+// A response's write deadline (limits.send_timeout) starts armed: the
+// listener's http.Server has WriteTimeout 5d/4, which net/http arms when
+// it reads a request's head (HTTP/1.x) or opens its stream (HTTP/2)
+// without a message to anyone. So a response that is written within d of
+// its request's arrival arms nothing itself. While the host waits for the
+// app, the write deadline is cleared (idle) before it can run out: the
+// client's time is bounded, not the app's.
 type deadline struct {
-	w     http.ResponseWriter // through http.ResponseController, made where used so that it does not escape
-	d     time.Duration       // 0: no deadline
-	set   bool                // a deadline is armed
-	armed time.Time           // when
+	w       http.ResponseWriter // through http.ResponseController, made where used so that it does not escape
+	d       time.Duration       // 0: no deadline
+	set     bool                // a deadline is armed
+	expires time.Time           // when it runs out, if set
 }
 
+// due reports whether the deadline must be re-armed at now, and notes that
+// it is.
 func (x *deadline) due(now time.Time) bool {
-	if x.d <= 0 || (x.set && now.Sub(x.armed) < x.d/4) {
+	if x.d <= 0 || (x.set && x.expires.Sub(now) >= x.d) {
 		return false
 	}
-	x.set, x.armed = true, now
+	x.set, x.expires = true, now.Add(x.d+x.d/4)
 	return true
 }
 
 // read notes progress of the request body at now.
 func (x *deadline) read(now time.Time) {
 	if x.due(now) {
-		http.NewResponseController(x.w).SetReadDeadline(now.Add(x.d + x.d/4))
+		http.NewResponseController(x.w).SetReadDeadline(x.expires)
 	}
 }
 
-// write notes that a write of the response begins at now.
-func (x *deadline) write(now time.Time) {
+// keep notes that a write of the response begins at now (or that the
+// request is still being read).
+func (x *deadline) keep(now time.Time) {
 	if x.due(now) {
-		http.NewResponseController(x.w).SetWriteDeadline(now.Add(x.d + x.d/4))
+		http.NewResponseController(x.w).SetWriteDeadline(x.expires)
 	}
+}
+
+// patience is how long, from now, the host may wait for the app before
+// the write deadline must be cleared (idle); 0: at once. It keeps d/4 to
+// spare.
+func (x *deadline) patience(now time.Time) time.Duration {
+	return max(x.expires.Sub(now)-x.d/4, 0)
 }
 
 // idle clears the write deadline while the host waits for the app.

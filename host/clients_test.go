@@ -587,3 +587,57 @@ func TestSpoolTotalBounded(t *testing.T) {
 		t.Error("a worker finished: its response went somewhere past the bound")
 	}
 }
+
+// trickle is a request body that comes in pieces, pause apart.
+type trickle struct {
+	pieces [][]byte
+	pause  time.Duration
+}
+
+func (tr *trickle) Read(p []byte) (int, error) {
+	if len(tr.pieces) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(tr.pause)
+	n := copy(p, tr.pieces[0])
+	tr.pieces[0] = tr.pieces[0][n:]
+	if len(tr.pieces[0]) == 0 {
+		tr.pieces = tr.pieces[1:]
+	}
+	return n, nil
+}
+
+// TestSendTimeoutSparesSlowUploads: the write deadline that every
+// response starts with (the server's WriteTimeout) is kept from running
+// out while a slow client uploads its body for longer than send_timeout:
+// over HTTP/2 it would reset the stream before the response began.
+func TestSendTimeoutSparesSlowUploads(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, `
+listeners: [{addr: "127.0.0.1:0", h2c: true}]
+apps:
+  app: {module: basic, dir: {{apps}}, python: {{python}}}
+mounts:
+  "/": app
+limits: {send_timeout: 1s}
+`)
+	want := pattern(6 << 10)
+	for _, c := range []*http.Client{getClient, h2cClient()} {
+		body := &trickle{pause: 500 * time.Millisecond}
+		for p := want; len(p) > 0; p = p[1<<10:] {
+			body.pieces = append(body.pieces, p[:1<<10])
+		}
+		req, _ := http.NewRequest("POST", th.URL+"/echo", body)
+		req.ContentLength = int64(len(want))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Errorf("upload of 3 s with send_timeout 1s: %v", err)
+			continue
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s upload of 3 s with send_timeout 1s: %d, %d bytes, %v", resp.Proto, resp.StatusCode, len(got), err)
+		}
+	}
+}

@@ -64,13 +64,18 @@ func (cl *connLimit) close() {
 	cl.mu.Unlock()
 }
 
-// limitedConn gives its place in its listener's limit back when closed.
-// It keeps the interfaces net/http looks for on a connection: ReadFrom
-// (sendfile) and CloseWrite.
+// limitedConn is the host's own layer of every accepted connection. It
+// gives its place in its listener's limit back when closed, and gathers a
+// response's writes into one (gather.go). It keeps the interfaces
+// net/http looks for on a connection: ReadFrom (sendfile) and CloseWrite.
 type limitedConn struct {
 	net.Conn
 	limit *connLimit
 	once  sync.Once
+
+	mu        sync.Mutex
+	gathering bool    // Write appends to buf
+	buf       *[]byte // from gatherPool while gathering
 }
 
 func (c *limitedConn) Close() error {
@@ -79,6 +84,9 @@ func (c *limitedConn) Close() error {
 }
 
 func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.flushGathered(); err != nil {
+		return 0, err
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}

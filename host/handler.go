@@ -21,7 +21,9 @@ var envPool = sync.Pool{New: func() any { return new(worker.Environ) }}
 
 // request is one request on its way through the host, from ServeHTTP to
 // its access line: what routing, the worker, the relay and the log need to
-// know of it. One per request, from a pool.
+// know of it. One per request, from the host's pool (the host's own, so
+// that its timer never serves two hosts: tests run hosts in synctest
+// bubbles, whose timers must stay in them).
 type request struct {
 	w      accessWriter // what the handler writes through: status, bytes, pid
 	r      *http.Request
@@ -34,17 +36,26 @@ type request struct {
 	query            string      // QUERY_STRING
 	scriptName, path string      // SCRIPT_NAME and PATH_INFO
 	body             requestBody
+	conn             *connInfo
+	send             deadline    // limits.send_timeout between two writes
+	wait             *time.Timer // times the waits for the app (relay.next); kept with the pooled object
 }
-
-var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 // ServeHTTP routes a request to its app's worker pool and relays the
 // response, then writes the access line.
 func (h *Host) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	q := requestPool.Get().(*request)
+	q, _ := h.requests.Get().(*request)
+	if q == nil {
+		q = new(request)
+	}
 	q.r, q.start, q.client, q.gen = r, time.Now(), viewRequest(r), h.gen.Load()
 	q.id = requestID(r, q.client.trusted)
 	q.w.ResponseWriter = rw
+	q.conn = connOf(r)
+	q.send = deadline{w: &q.w, d: q.gen.limits.SendTimeout}
+	if t := q.conn.writeTimeout; t > 0 {
+		q.send.set, q.send.expires = true, q.start.Add(t)
+	}
 	rw.Header()[requestIDHeader] = []string{q.id}
 	defer h.finish(q)
 	if err := h.serve(q); err != nil {
@@ -57,8 +68,8 @@ func (h *Host) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (h *Host) finish(q *request) {
 	h.logAccess(q)
 	q.body.Close()
-	*q = request{}
-	requestPool.Put(q)
+	*q = request{wait: q.wait}
+	h.requests.Put(q)
 }
 
 // serve routes q and serves it; an error is what the client is answered.
@@ -132,7 +143,6 @@ func (h *Host) serveApp(q *request) error {
 	buildEnviron(env, q)
 	req := worker.Request{Env: env.Bytes(), Body: q.body.Body, Method: q.r.Method, Path: q.r.URL.Path, MaxSpool: lim.MaxSpool,
 		SpoolBudget: &h.spoolDisk}
-	send := deadline{w: &q.w, d: lim.SendTimeout}
 	for attempt := 0; ; attempt++ {
 		if attempt == 10 || q.r.Context().Err() != nil {
 			return errNoWorker
@@ -151,7 +161,7 @@ func (h *Host) serveApp(q *request) error {
 			return fmt.Errorf("%w: %w", errSend, err)
 		}
 		q.w.pid = pr.p.Pid
-		rl := relay{h: h, q: q, call: call, pr: pr, send: send}
+		rl := relay{h: h, q: q, call: call, pr: pr}
 		retry := rl.run()
 		call.Abandon()
 		if !retry {
@@ -313,4 +323,14 @@ func serverAddr(r *http.Request, host, scheme string) (name, port string) {
 		}
 	}
 	return name, port
+}
+
+// timer returns q's timer, set to fire after d.
+func (q *request) timer(d time.Duration) *time.Timer {
+	if q.wait == nil {
+		q.wait = time.NewTimer(d)
+	} else {
+		q.wait.Reset(d)
+	}
+	return q.wait
 }

@@ -32,6 +32,8 @@ type Host struct {
 
 	gen atomic.Pointer[generation]
 
+	requests sync.Pool // of *request
+
 	mu        sync.Mutex     // serializes Apply and Shutdown
 	cfg       *config.Config // the applied config
 	apps      map[string]*appRuntime

@@ -221,6 +221,11 @@ func (h *Host) newServer(l *listener, st serverSettings) *http.Server {
 			return context.WithValue(context.Background(), listenerKey{}, l)
 		},
 	}
+	if d := st.limits.SendTimeout; d > 0 {
+		// Every response starts with its write deadline armed (see deadline).
+		srv.WriteTimeout = d + d/4
+	}
+	srv.ConnContext = connContext(srv)
 	if st.tls {
 		protos.SetHTTP2(true)
 		srv.TLSConfig = &tls.Config{

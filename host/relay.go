@@ -20,7 +20,6 @@ type relay struct {
 	q    *request
 	call *worker.Call
 	pr   *proc
-	send deadline // limits.send_timeout between two writes
 
 	started   bool        // the head was written
 	streamed  bool        // no Content-Length: flush the first chunk at once
@@ -34,10 +33,7 @@ type relay struct {
 func (rl *relay) run() (retry bool) {
 	done := rl.q.r.Context().Done()
 	for {
-		if !rl.call.Pending() {
-			rl.send.idle() // the app's pauses are not the client's
-		}
-		f, err := rl.call.Next(done)
+		f, err := rl.next(done)
 		if err != nil {
 			return rl.failed(err)
 		}
@@ -109,7 +105,7 @@ func (rl *relay) start(p []byte) bool {
 		}
 	}
 	rl.compress(code)
-	rl.send.write(time.Now())
+	rl.q.send.keep(time.Now())
 	rl.q.w.WriteHeader(code)
 	rl.started = true
 	rl.streamed = rl.remaining < 0
@@ -153,19 +149,68 @@ func (rl *relay) body(p []byte) bool {
 // is never cut by send_timeout.
 const writePiece = 256 << 10
 
+// gatherMin is the smallest piece whose writes to an HTTP/1.x connection
+// are gathered into one (gather.go); net/http buffers smaller ones itself.
+const gatherMin = 4 << 10
+
 // write writes p to the client (or the compressor) in pieces, re-arming
-// the send deadline before each.
+// the send deadline before each. On HTTP/1.x, what a large piece makes
+// the connection write goes out in one system call.
 func (rl *relay) write(p []byte) error {
 	out := rl.out()
 	for len(p) > 0 {
 		n := min(len(p), writePiece)
-		rl.send.write(time.Now())
-		if _, err := out.Write(p[:n]); err != nil {
+		rl.q.send.keep(time.Now())
+		gc := rl.gatherer(n)
+		if gc != nil {
+			gc.gather()
+		}
+		_, err := out.Write(p[:n])
+		if gc != nil {
+			if ferr := gc.flushGathered(); err == nil {
+				err = ferr
+			}
+		}
+		if err != nil {
 			return err
 		}
 		p = p[n:]
 	}
 	return nil
+}
+
+// gatherer returns the connection whose writes of a piece of n bytes are
+// to be gathered, or nil: only on HTTP/1.x, where the handler's writes
+// are the connection's (HTTP/2's belong to the connection's goroutine).
+func (rl *relay) gatherer(n int) *limitedConn {
+	if n < gatherMin || rl.q.r.ProtoMajor != 1 {
+		return nil
+	}
+	return rl.q.conn.conn
+}
+
+// next returns the app's next frame. The app's pauses are not the
+// client's: the write deadline is cleared (idle) if the app takes so long
+// that it could run out. Clearing it is a message to the connection's
+// goroutine on HTTP/2, so it is not done for an app that answers in time.
+func (rl *relay) next(done <-chan struct{}) (worker.Frame, error) {
+	send := &rl.q.send
+	if !send.set || rl.call.Pending() {
+		return rl.call.Next(done)
+	}
+	wait := send.patience(time.Now())
+	if wait == 0 {
+		send.idle()
+		return rl.call.Next(done)
+	}
+	t := rl.q.timer(wait)
+	f, err := rl.call.NextWithin(done, t.C)
+	t.Stop()
+	if errors.Is(err, worker.ErrWaitExpired) {
+		send.idle()
+		return rl.call.Next(done)
+	}
+	return f, err
 }
 
 // out is where body bytes go: the client, or the compressor in front of it.
@@ -256,7 +301,7 @@ func (rl *relay) file(f worker.Frame) {
 func (rl *relay) copyFile(file io.Reader, n int64) (sent int64, err error) {
 	out := rl.out()
 	for sent < n {
-		rl.send.write(time.Now())
+		rl.q.send.keep(time.Now())
 		m, err := io.Copy(out, io.LimitReader(file, min(n-sent, 4*writePiece)))
 		sent += m
 		if err != nil || m == 0 {

@@ -329,12 +329,21 @@ func (c *Call) takeCredit(force bool) int {
 // ErrCanceled is returned by Next when its done channel is closed.
 var ErrCanceled = errors.New("request canceled")
 
+// ErrWaitExpired is returned by NextWithin when its timer fires first.
+var ErrWaitExpired = errors.New("no frame within the wait")
+
 // Next returns the request's next frame, waiting for it. After FrameEnd or
 // FrameAbort there are no more. If the worker died first, it returns
 // ErrDied, or ErrNotStarted for a request it had not started. A close of
 // done (the client went away) returns ErrCanceled. (The app's time limits
 // are the pool's: Process.Stalled.)
 func (c *Call) Next(done <-chan struct{}) (Frame, error) {
+	return c.NextWithin(done, nil)
+}
+
+// NextWithin is Next, but returns ErrWaitExpired if expired (a timer's
+// channel; nil: never) fires before a frame is queued.
+func (c *Call) NextWithin(done <-chan struct{}, expired <-chan time.Time) (Frame, error) {
 	for {
 		c.mu.Lock()
 		if len(c.q) > 0 {
@@ -358,6 +367,8 @@ func (c *Call) Next(done <-chan struct{}) (Frame, error) {
 		case <-c.wake:
 		case <-done:
 			return Frame{}, ErrCanceled
+		case <-expired:
+			return Frame{}, ErrWaitExpired
 		}
 	}
 }
