@@ -34,8 +34,14 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	code := run(os.Args[1:])
+	stopProfile()
+	os.Exit(code)
 }
+
+// stopProfile ends a CPU profile started by a build with -tags gowsgiprof
+// (profile_dev.go); otherwise it does nothing.
+var stopProfile = func() {}
 
 const usageText = `Usage:
   gowsgi [serve] [flags]    serve the apps of a config (the default command)
