@@ -1286,26 +1286,28 @@ def main():
                 idle = {"failed": str(e)}
 
         out = sys.stderr if args.json == "-" else sys.stdout
-        if servers:
+        def print_tables(full, compact, notes_text):
+            """The full and/or compact table (--table), then the notes."""
             if args.table in ("full", "both"):
-                print(table(results, scenarios, servers), file=out)
+                print(full(), file=out)
                 print("", file=out)
             if args.table in ("issue", "both"):
-                print(issue_tables(results, scenarios, servers), file=out)
+                print(compact(), file=out)
                 print("", file=out)
-            print(notes(args, servers, info), file=out)
+            print(notes_text, file=out)
+
+        if servers:
+            print_tables(lambda: table(results, scenarios, servers),
+                         lambda: issue_tables(results, scenarios, servers),
+                         notes(args, servers, info))
         if h2_servers:
             if servers:
                 print("", file=out)
             print("HTTP/2 over TLS (h2load):", file=out)
             print("", file=out)
-            if args.table in ("full", "both"):
-                print(h2_table(h2_results, h2_scenarios, h2_servers), file=out)
-                print("", file=out)
-            if args.table in ("issue", "both"):
-                print(h2_issue_table(h2_results, h2_scenarios, h2_servers), file=out)
-                print("", file=out)
-            print(h2_notes(args, h2_servers, info), file=out)
+            print_tables(lambda: h2_table(h2_results, h2_scenarios, h2_servers),
+                         lambda: h2_issue_table(h2_results, h2_scenarios, h2_servers),
+                         h2_notes(args, h2_servers, info))
         if idle is not None:
             print("", file=out)
             if idle.get("failed"):

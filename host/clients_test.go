@@ -421,18 +421,23 @@ func h2Until(c net.Conn, br *bufio.Reader, typ byte, stream uint32) bool {
 	}
 }
 
-// TestH2ZeroWindow: an HTTP/2 stream whose window stays closed does not
-// hold the worker, and is reset after send_timeout.
-func TestH2ZeroWindow(t *testing.T) {
-	t.Parallel()
-	th := startHost(t, `
+// h2cApp is a config of the basic app on a listener that also speaks
+// HTTP/2 without TLS, with send_timeout sendTimeout.
+func h2cApp(sendTimeout string) string {
+	return `
 listeners: [{addr: "127.0.0.1:0", h2c: true}]
 apps:
   app: {module: basic, dir: {{apps}}, python: {{python}}}
 mounts:
   "/": app
-limits: {send_timeout: 2s}
-`)
+limits: {send_timeout: ` + sendTimeout + "}\n"
+}
+
+// TestH2ZeroWindow: an HTTP/2 stream whose window stays closed does not
+// hold the worker, and is reset after send_timeout.
+func TestH2ZeroWindow(t *testing.T) {
+	t.Parallel()
+	th := startHost(t, h2cApp("2s"))
 	c, br := h2Get(t, th.tcpAddr(), "/big-stream?n=10485760")
 	waitFor(t, func() bool { return th.inflight("app") == 0 }, "the worker to be free while the stream's window is closed")
 	if code, _ := th.get("/pid"); code != 200 {
@@ -613,14 +618,7 @@ func (tr *trickle) Read(p []byte) (int, error) {
 // over HTTP/2 it would reset the stream before the response began.
 func TestSendTimeoutSparesSlowUploads(t *testing.T) {
 	t.Parallel()
-	th := startHost(t, `
-listeners: [{addr: "127.0.0.1:0", h2c: true}]
-apps:
-  app: {module: basic, dir: {{apps}}, python: {{python}}}
-mounts:
-  "/": app
-limits: {send_timeout: 1s}
-`)
+	th := startHost(t, h2cApp("1s"))
 	want := pattern(6 << 10)
 	for _, c := range []*http.Client{getClient, h2cClient()} {
 		body := &trickle{pause: 500 * time.Millisecond}
