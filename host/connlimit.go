@@ -3,7 +3,11 @@ package host
 import (
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
+
+	"github.com/gowsgi/gowsgi/internal/rawio"
 )
 
 // connLimit bounds a listener's open connections (max_connections): the
@@ -65,17 +69,54 @@ func (cl *connLimit) close() {
 }
 
 // limitedConn is the host's own layer of every accepted connection. It
-// gives its place in its listener's limit back when closed, and gathers a
-// response's writes into one (gather.go). It keeps the interfaces
-// net/http looks for on a connection: ReadFrom (sendfile) and CloseWrite.
+// gives its place in its listener's limit back when closed, gathers a
+// response's writes into one (gather.go), and reads and writes with raw
+// system calls (rawio: they do not wake Go's system monitor). It keeps the
+// interfaces net/http looks for on a connection: ReadFrom (sendfile) and
+// CloseWrite.
 type limitedConn struct {
 	net.Conn
 	limit *connLimit
 	once  sync.Once
+	raw   syscall.RawConn // nil: through Conn
 
 	mu        sync.Mutex
 	gathering bool    // Write appends to buf
 	buf       *[]byte // from gatherPool while gathering
+}
+
+// newLimitedConn wraps c, which holds a place in limit.
+func newLimitedConn(c net.Conn, limit *connLimit) *limitedConn {
+	return &limitedConn{Conn: c, limit: limit, raw: rawio.Of(c)}
+}
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Read(p)
+	}
+	n, err := rawio.Read(c.raw, p)
+	return n, c.opError("read", err)
+}
+
+// write writes p to the connection.
+func (c *limitedConn) write(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Write(p)
+	}
+	n, err := rawio.Write(c.raw, p)
+	return n, c.opError("write", err)
+}
+
+// opError wraps an error of a raw read or write as net.Conn's own are
+// (net/http and crypto/tls look into them); io.EOF stays as it is.
+func (c *limitedConn) opError(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 func (c *limitedConn) Close() error {

@@ -44,7 +44,7 @@ func (c *limitedConn) flushGathered() error {
 	c.gathering = false
 	var err error
 	if b := *c.buf; len(b) > 0 {
-		_, err = c.Conn.Write(b)
+		_, err = c.write(b)
 	}
 	if cap(*c.buf) <= maxPooledGather {
 		*c.buf = (*c.buf)[:0]
@@ -62,7 +62,7 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	c.mu.Unlock()
-	return c.Conn.Write(p)
+	return c.write(p)
 }
 
 // connKey is the context key of a connection's *connInfo.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -138,5 +140,46 @@ func TestDeadlineArmsOnlyWhenDue(t *testing.T) {
 	off := deadline{}
 	if off.due(start) {
 		t.Error("a deadline without d armed")
+	}
+}
+
+// TestLimitedConnErrorsAsNetConn: the raw reads and writes of the host's
+// layer fail as net.Conn's do: *net.OpError, a timeout that says so, and
+// io.EOF as it is.
+func TestLimitedConnErrorsAsNetConn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newLimitedConn(server, &connLimit{})
+	defer c.Close()
+	if c.raw == nil {
+		t.Fatal("a TCP connection is not read raw")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err = c.Read(make([]byte, 1))
+	var op *net.OpError
+	var ne net.Error
+	if !errors.As(err, &op) || op.Op != "read" || !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read past the deadline: %#v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	client.Write([]byte("x"))
+	client.Close()
+	buf := make([]byte, 4)
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Errorf("read: %d, %v", n, err)
+	}
+	if _, err := c.Read(buf); err != io.EOF {
+		t.Errorf("read at the end: %v, want io.EOF", err)
 	}
 }

@@ -115,6 +115,14 @@ type appRuntime struct {
 // serving reports whether the runtime can answer requests.
 func (rt *appRuntime) serving() bool { return rt.pool != nil || rt.static != nil }
 
+// SetAccessOutput sets where access lines in the Combined Log Format go
+// (os.Stdout unless set).
+func (h *Host) SetAccessOutput(w io.Writer) {
+	h.accessMu.Lock()
+	h.accessOut = w
+	h.accessMu.Unlock()
+}
+
 // New returns a host that serves nothing until Apply is called.
 func New(log zerolog.Logger) *Host {
 	h := &Host{log: log, apps: map[string]*appRuntime{}, listeners: map[string]*listener{}, started: time.Now(),

@@ -289,7 +289,7 @@ func (l *listener) acceptLoop(log zerolog.Logger) {
 			continue
 		}
 		delay = 0
-		l.dispatch(l.wrap(&limitedConn{Conn: c, limit: &l.limit}))
+		l.dispatch(l.wrap(newLimitedConn(c, &l.limit)))
 	}
 }
 

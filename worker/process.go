@@ -19,6 +19,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/gowsgi/gowsgi/internal/rawio"
 )
 
 //go:embed worker.py
@@ -182,7 +184,7 @@ func newProcess(spec *Spec, conn net.Conn) *Process {
 	p := &Process{spec: spec, conn: conn, calls: map[uint32]*Call{}, exited: make(chan struct{}),
 		kick: make(chan struct{}, 1), readDone: make(chan struct{})}
 	p.wcond = sync.NewCond(&p.wmu)
-	p.fds = &fdReader{conn: conn, oob: make([]byte, syscall.CmsgSpace(4*8))}
+	p.fds = &fdReader{conn: conn, raw: rawio.Of(conn), oob: make([]byte, syscall.CmsgSpace(4*8))}
 	return p
 }
 
@@ -571,6 +573,15 @@ func (p *Process) Dead() bool {
 
 func (p *Process) threads() int { return max(p.spec.Threads, 1) }
 
+// writeConn writes b to the worker's socket, with raw system calls
+// (rawio: they do not wake Go's system monitor) where it can.
+func (p *Process) writeConn(b []byte) (int, error) {
+	if p.fds.raw != nil {
+		return rawio.Write(p.fds.raw, b)
+	}
+	return p.conn.Write(b)
+}
+
 // write queues bytes for the worker. Concurrent writers are coalesced:
 // whoever finds no write in progress writes everything queued so far, so
 // under load many requests go out in one system call.
@@ -619,7 +630,7 @@ func (p *Process) flushLocked() error {
 		buf := p.wbuf
 		p.wbuf = p.wspare[:0]
 		p.wmu.Unlock()
-		_, err := p.conn.Write(buf)
+		_, err := p.writeConn(buf)
 		p.wmu.Lock()
 		if cap(buf) <= 1<<20 {
 			p.wspare = buf[:0]
@@ -873,18 +884,18 @@ func (p *Process) finishLocked(c *Call) {
 // descriptors that come with the data (SCM_RIGHTS) for FrameFile frames,
 // in the order they arrive.
 type fdReader struct {
-	conn net.Conn // file descriptors come only over a *net.UnixConn
+	conn net.Conn        // file descriptors come only over a *net.UnixConn
+	raw  syscall.RawConn // conn's, read with raw system calls (rawio); nil: none
 	oob  []byte
 	mu   sync.Mutex
 	fds  []int
 }
 
 func (r *fdReader) Read(b []byte) (int, error) {
-	uc, ok := r.conn.(*net.UnixConn)
-	if !ok {
+	if r.raw == nil {
 		return r.conn.Read(b)
 	}
-	n, oobn, _, _, err := uc.ReadMsgUnix(b, r.oob)
+	n, oobn, err := rawio.RecvMsg(r.raw, b, r.oob)
 	n = max(n, 0)
 	if oobn > 0 {
 		if msgs, perr := syscall.ParseSocketControlMessage(r.oob[:oobn]); perr == nil {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/gowsgi/gowsgi/config"
 	"github.com/gowsgi/gowsgi/host"
+	"github.com/gowsgi/gowsgi/internal/logbatch"
 )
 
 func main() {
@@ -225,7 +226,9 @@ func serve(o *serveOpts) int {
 	if o.formatSet {
 		format = o.format
 	}
-	log, err := newLogger(format)
+	outs := openLogOutputs()
+	defer outs.close()
+	log, err := newLogger(format, outs.stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gowsgi:", err)
 		return 2
@@ -258,6 +261,7 @@ func serve(o *serveOpts) int {
 	upg := inheritSockets(log)
 	defer upg.stop()
 	h := host.New(log)
+	h.SetAccessOutput(outs.stdout)
 	h.OnLogConfig(func(lc config.Log) {
 		if lvl := levelOf(lc); lvl != zerolog.GlobalLevel() {
 			zerolog.SetGlobalLevel(lvl)
@@ -400,7 +404,7 @@ func parseLevel(level string) (zerolog.Level, error) {
 // newLogger returns the process's logger, in format ("" picks console on
 // a terminal, else json), writing every level: zerolog's global level
 // filters.
-func newLogger(format string) (zerolog.Logger, error) {
+func newLogger(format string, out io.Writer) (zerolog.Logger, error) {
 	if format == "" {
 		format = "json"
 		if isatty.IsTerminal(os.Stderr.Fd()) {
@@ -410,14 +414,28 @@ func newLogger(format string) (zerolog.Logger, error) {
 	var log zerolog.Logger
 	switch format {
 	case "json":
-		log = zerolog.New(os.Stderr)
+		log = zerolog.New(out)
 	case "console":
 		consoleDurations()
-		log = zerolog.New(consoleWriter(os.Stderr))
+		log = zerolog.New(consoleWriter(out))
 	default:
 		return zerolog.Logger{}, fmt.Errorf("bad -log-format %q", format)
 	}
 	return log.Level(zerolog.TraceLevel).With().Timestamp().Logger(), nil
+}
+
+// logOutputs are the host's two log streams, batched (logbatch): its log
+// on stderr, and access lines in the Combined Log Format on stdout.
+type logOutputs struct{ stderr, stdout *logbatch.Writer }
+
+func openLogOutputs() logOutputs {
+	return logOutputs{logbatch.New(os.Stderr, logbatch.Delay), logbatch.New(os.Stdout, logbatch.Delay)}
+}
+
+// close writes what the streams hold and stops their flushers.
+func (o logOutputs) close() {
+	o.stderr.Close()
+	o.stdout.Close()
 }
 
 // inheritSockets keeps the listening sockets systemd passed (socket
