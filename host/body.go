@@ -220,10 +220,24 @@ func (x *deadline) read(now time.Time) {
 }
 
 // keep notes that a write of the response begins at now (or that the
-// request is still being read).
+// request is still being read). With no send_timeout (a reload removed it
+// while the connection stays on a server that had one) it clears what the
+// server armed.
 func (x *deadline) keep(now time.Time) {
+	if x.d <= 0 {
+		x.idle()
+		return
+	}
 	if x.due(now) {
 		http.NewResponseController(x.w).SetWriteDeadline(x.expires)
+	}
+}
+
+// keepFor notes that the host is about to wait up to wait (for a
+// worker): if the deadline could run out meanwhile, it is cleared.
+func (x *deadline) keepFor(now time.Time, wait time.Duration) {
+	if x.set && x.patience(now) < wait {
+		x.idle()
 	}
 }
 

@@ -82,7 +82,9 @@ type limitedConn struct {
 
 	mu        sync.Mutex
 	gathering bool    // Write appends to buf
+	flushing  bool    // flushGathered is writing (without mu)
 	buf       *[]byte // from gatherPool while gathering
+	werr      error   // a write failed: every later one fails with it
 }
 
 // newLimitedConn wraps c, which holds a place in limit.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // httpError is a request the host answers itself, with code and a short
@@ -47,6 +48,7 @@ func (h *Host) answer(q *request, err error) {
 	if he.msg != "" {
 		text += ": " + he.msg
 	}
+	q.send.keep(time.Now()) // the wait (for a worker, say) may have used up the deadline
 	http.Error(&q.w, text, he.code)
 }
 

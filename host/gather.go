@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -14,17 +15,28 @@ import (
 // gatherPool holds the buffers of connections while they gather writes.
 var gatherPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// maxPooledGather is the largest gathering buffer kept for reuse.
-const maxPooledGather = 2 * writePiece
+// maxGather is the largest piece of a response whose writes are gathered:
+// it bounds the copy each connection holds while its flush waits for a
+// slow client. Larger pieces are written as they come.
+const maxGather = 64 << 10
+
+// maxPooledGather is the largest gathering buffer kept for reuse (a
+// piece of maxGather with its TLS records' overhead fits).
+const maxPooledGather = 2 * maxGather
+
+// errFlushing is the error of a write that another goroutine makes while
+// the connection writes what it gathered: only a TLS close_notify on
+// shutdown does, and it is best effort.
+var errFlushing = errors.New("the connection is writing a response")
 
 // gather makes the writes of c, until flushGathered, land in one buffer
 // that flushGathered writes with one system call. The relay gathers each
-// piece of a large HTTP/1.1 response it writes: net/http writes the head
-// (with the start of the body, from its 4 KiB buffer) and the rest of the
-// body separately, and crypto/tls writes each TLS record of at most
-// 16 KiB separately, so a 64 KiB response over TLS took five writes to the
-// socket, each one a trip through the kernel's TCP stack and, on loopback,
-// a wake-up of the client; gathered, it takes one.
+// piece of an HTTP/1.x response of up to maxGather bytes: net/http writes
+// the head (with the start of the body, from its 4 KiB buffer) and the
+// rest of the body separately, and crypto/tls writes each TLS record of at
+// most 16 KiB separately, so a 64 KiB response over TLS took five writes
+// to the socket, each one a trip through the kernel's TCP stack and, on
+// loopback, a wake-up of the client; gathered, it takes one.
 func (c *limitedConn) gather() {
 	c.mu.Lock()
 	if !c.gathering {
@@ -34,35 +46,64 @@ func (c *limitedConn) gather() {
 	c.mu.Unlock()
 }
 
-// flushGathered writes what was gathered and stops gathering.
+// flushGathered writes what was gathered and stops gathering. The lock is
+// not held while it writes, so that a Close from another goroutine never
+// waits for a client that does not read. A failed write sticks: every
+// later write fails with it, so that net/http and crypto/tls never take a
+// cut response for a whole one.
 func (c *limitedConn) flushGathered() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.gathering {
-		return nil
+		err := c.werr
+		c.mu.Unlock()
+		return err
 	}
-	c.gathering = false
-	var err error
-	if b := *c.buf; len(b) > 0 {
+	c.gathering, c.flushing = false, true
+	buf, err := c.buf, c.werr
+	c.buf = nil
+	c.mu.Unlock()
+	if b := *buf; len(b) > 0 && err == nil {
 		_, err = c.write(b)
 	}
-	if cap(*c.buf) <= maxPooledGather {
-		*c.buf = (*c.buf)[:0]
-		gatherPool.Put(c.buf)
+	if cap(*buf) <= maxPooledGather {
+		*buf = (*buf)[:0]
+		gatherPool.Put(buf)
 	}
-	c.buf = nil
+	c.mu.Lock()
+	c.flushing = false
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	err = c.werr
+	c.mu.Unlock()
 	return err
 }
 
 func (c *limitedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.gathering {
+	switch {
+	case c.werr != nil:
+		err := c.werr
+		c.mu.Unlock()
+		return 0, err
+	case c.flushing:
+		c.mu.Unlock()
+		return 0, errFlushing
+	case c.gathering:
 		*c.buf = append(*c.buf, p...)
 		c.mu.Unlock()
 		return len(p), nil
 	}
 	c.mu.Unlock()
-	return c.write(p)
+	n, err := c.write(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.werr == nil {
+			c.werr = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
 }
 
 // connKey is the context key of a connection's *connInfo.

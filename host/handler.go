@@ -102,7 +102,7 @@ func (h *Host) serve(q *request) error {
 	app := q.app
 	switch {
 	case app.static != nil:
-		app.static.serve(&q.w, r, q.path)
+		app.static.serve(&keepingWriter{&q.w, &q.send}, r, q.path)
 		return nil
 	case app.pool == nil:
 		return errAppFailed
@@ -147,6 +147,7 @@ func (h *Host) serveApp(q *request) error {
 		if attempt == 10 || q.r.Context().Err() != nil {
 			return errNoWorker
 		}
+		q.send.keepFor(time.Now(), app.def.QueueTimeout) // a busy app is not the client's fault
 		pr, err := app.pool.acquire(q.r.Context().Done(), q.body.pipelinable())
 		if err != nil {
 			return err

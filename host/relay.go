@@ -43,9 +43,7 @@ func (rl *relay) run() (retry bool) {
 				return false
 			}
 		case worker.FrameBody:
-			if !rl.body(f.Payload) {
-				return false
-			}
+			rl.body(f.Payload)
 		case worker.FrameFile:
 			rl.file(f)
 		case worker.FrameEnd:
@@ -83,9 +81,16 @@ func (rl *relay) failed(err error) (retry bool) {
 // connection: never a silently short response.
 func (rl *relay) cut(code int, msg string) {
 	if !rl.started {
+		rl.q.send.keep(time.Now())
 		http.Error(&rl.q.w, msg, code)
 		return
 	}
+	rl.abort()
+}
+
+// abort cuts the connection (on HTTP/2, resets the stream) after the
+// head was sent.
+func (rl *relay) abort() {
 	rl.call.Abandon() // its spool goes now: the panic skips the caller's Abandon
 	panic(http.ErrAbortHandler)
 }
@@ -114,11 +119,11 @@ func (rl *relay) start(p []byte) bool {
 
 // body writes a chunk of body, cut to what the declared Content-Length
 // still allows, and flushes it if it streams or nothing more is queued.
-// It reports false if the client cannot be written to.
-func (rl *relay) body(p []byte) bool {
+// If the client cannot be written to, it cuts the connection.
+func (rl *relay) body(p []byte) {
 	defer worker.PutBuffer(p)
 	if rl.q.r.Method == http.MethodHead {
-		return true
+		return
 	}
 	if rl.remaining >= 0 {
 		if int64(len(p)) > rl.remaining {
@@ -127,12 +132,15 @@ func (rl *relay) body(p []byte) bool {
 		}
 		rl.remaining -= int64(len(p))
 		if len(p) == 0 {
-			return true
+			return
 		}
 	}
 	if err := rl.write(p); err != nil {
+		if errors.Is(err, http.ErrBodyNotAllowed) {
+			return // a body for 204 or 304: net/http drops it, the connection is fine
+		}
 		rl.h.log.Debug().Err(err).Str("app", rl.q.app.name).Msg("writing the response to the client")
-		return false
+		rl.abort() // never a connection that goes on after a cut response
 	}
 	if rl.streamed || !rl.call.Pending() {
 		if rl.comp != nil {
@@ -141,7 +149,6 @@ func (rl *relay) body(p []byte) bool {
 		rl.q.w.Flush()
 		rl.streamed = false
 	}
-	return true
 }
 
 // writePiece is the most written to the client under one arming of the
@@ -154,24 +161,13 @@ const writePiece = 256 << 10
 const gatherMin = 4 << 10
 
 // write writes p to the client (or the compressor) in pieces, re-arming
-// the send deadline before each. On HTTP/1.x, what a large piece makes
-// the connection write goes out in one system call.
+// the send deadline before each.
 func (rl *relay) write(p []byte) error {
 	out := rl.out()
 	for len(p) > 0 {
 		n := min(len(p), writePiece)
 		rl.q.send.keep(time.Now())
-		gc := rl.gatherer(n)
-		if gc != nil {
-			gc.gather()
-		}
-		_, err := out.Write(p[:n])
-		if gc != nil {
-			if ferr := gc.flushGathered(); err == nil {
-				err = ferr
-			}
-		}
-		if err != nil {
+		if err := rl.writePiece(out, p[:n]); err != nil {
 			return err
 		}
 		p = p[n:]
@@ -179,11 +175,30 @@ func (rl *relay) write(p []byte) error {
 	return nil
 }
 
+// writePiece writes p to out. On HTTP/1.x, what a piece of up to
+// maxGather bytes makes the connection write goes out in one system call
+// (also if the writing panics).
+func (rl *relay) writePiece(out io.Writer, p []byte) (err error) {
+	gc := rl.gatherer(len(p))
+	if gc == nil {
+		_, err = out.Write(p)
+		return err
+	}
+	gc.gather()
+	defer func() {
+		if ferr := gc.flushGathered(); err == nil {
+			err = ferr
+		}
+	}()
+	_, err = out.Write(p)
+	return err
+}
+
 // gatherer returns the connection whose writes of a piece of n bytes are
 // to be gathered, or nil: only on HTTP/1.x, where the handler's writes
 // are the connection's (HTTP/2's belong to the connection's goroutine).
 func (rl *relay) gatherer(n int) *limitedConn {
-	if n < gatherMin || rl.q.r.ProtoMajor != 1 {
+	if n < gatherMin || n > maxGather || rl.q.r.ProtoMajor != 1 {
 		return nil
 	}
 	return rl.q.conn.conn

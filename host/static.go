@@ -3,12 +3,14 @@ package host
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // staticFiles serves a folder the way nginx would in front of gunicorn:
@@ -185,3 +187,54 @@ func (s *staticFiles) open(name string) (*os.File, fs.FileInfo, error) {
 func isEscape(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }
+
+// keepingWriter is what a static file is written through: it re-arms
+// the send deadline before each write, as the relay does, so that a
+// client reading a large file steadily is never cut by send_timeout,
+// while one that stops reading is.
+type keepingWriter struct {
+	*accessWriter
+	send *deadline
+}
+
+func (k *keepingWriter) Write(p []byte) (int, error) {
+	k.send.keep(time.Now())
+	return k.accessWriter.Write(p)
+}
+
+// ReadFrom sends r (sendfile over plain HTTP/1.1) in pieces of 4 ×
+// writePiece, re-arming the deadline before each. A limit on r (a range)
+// is kept as the one limit of each piece, which sendfile needs.
+func (k *keepingWriter) ReadFrom(r io.Reader) (int64, error) {
+	const piece = 4 * writePiece
+	src, left := r, int64(-1)
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src, left = lr.R, lr.N
+	}
+	var sent int64
+	for left != 0 {
+		n := int64(piece)
+		if left > 0 {
+			n = min(n, left)
+		}
+		k.send.keep(time.Now())
+		m, err := k.accessWriter.ReadFrom(&io.LimitedReader{R: src, N: n})
+		sent += m
+		if left > 0 {
+			left -= m
+		}
+		if err != nil || m < n {
+			if lr, ok := r.(*io.LimitedReader); ok {
+				lr.N = left
+			}
+			return sent, err
+		}
+	}
+	if lr, ok := r.(*io.LimitedReader); ok {
+		lr.N = 0
+	}
+	return sent, nil
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (k *keepingWriter) Unwrap() http.ResponseWriter { return k.accessWriter }
