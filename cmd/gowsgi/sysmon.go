@@ -25,10 +25,11 @@ import (
 // time"), but it is a debugging setting, read once when the runtime starts;
 // //go:debug and go.mod's godebug refuse it (not a registered setting).
 // Raw system calls (syscall.RawConn with syscall.RawSyscall) do not wake
-// sysmon, and reading and writing the client and worker sockets that way
-// saved the cycle in a prototype, but only while no other system call
-// runs on a request's path: the access line's write (on by default) woke
-// it again on ~0.6–0.8 of requests, as would static files and spooling.
+// sysmon: the host reads and writes the client's and the worker's sockets
+// that way (internal/rawio) and writes its logs in batches
+// (internal/logbatch), so a request's path wakes sysmon no more, but for
+// static files, spooling and large request bodies that cross the worker's
+// socket.
 //
 // So keeping sysmon awake is opt-in (-keep-sysmon-awake): with it, `gowsgi
 // serve`, once its config loads, executes itself once more with
