@@ -49,34 +49,27 @@ type op struct {
 // Read reads into p as net.Conn's Read does: at least one byte, or io.EOF,
 // or an error (the poller's on a deadline or a closed connection).
 func Read(rc syscall.RawConn, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
+	n, _, err := RecvMsg(rc, p, nil)
+	if n == 0 && err == nil && len(p) > 0 {
+		err = io.EOF
 	}
-	o := op{p: p}
-	if err := rc.Read(o.read); err != nil {
-		return 0, err
-	}
-	return o.n, o.err
+	return n, err
 }
 
-// read is one try of Read; false: the socket has nothing yet (EAGAIN).
-func (o *op) read(fd uintptr) bool {
+// call makes a raw system call again while a signal interrupts it
+// (EINTR); done is false if the socket is not ready (EAGAIN).
+func call(trap, a1, a2, a3 uintptr) (r uintptr, e unix.Errno, done bool) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+		r, _, e = unix.RawSyscall(trap, a1, a2, a3)
 		switch e {
-		case 0:
-			o.n = int(r)
-			if r == 0 {
-				o.err = io.EOF
-			}
-			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return 0, e, false
+		case 0:
+			return r, 0, true
 		}
-		o.err = e
-		return true
+		return 0, e, true
 	}
 }
 
@@ -94,25 +87,23 @@ func Write(rc syscall.RawConn, p []byte) (int, error) {
 // and more is left (EAGAIN).
 func (o *op) write(fd uintptr) bool {
 	for len(o.p) > 0 {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
-		switch e {
-		case 0:
-			o.n += int(r)
-			o.p = o.p[r:]
-			continue
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
+		r, e, done := call(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+		switch {
+		case !done:
 			return false
+		case e != 0:
+			o.err = e
+			return true
 		}
-		o.err = e
-		return true
+		o.n += int(r)
+		o.p = o.p[r:]
 	}
 	return true
 }
 
 // RecvMsg reads into p, and the control messages that come with the
-// bytes (file descriptors, SCM_RIGHTS, received close-on-exec) into oob,
+// bytes (file descriptors, SCM_RIGHTS, received close-on-exec) into oob
+// (nil: none),
 // as net.UnixConn's ReadMsgUnix does. At the end of the stream it returns
 // 0 bytes and no error.
 func RecvMsg(rc syscall.RawConn, p, oob []byte) (n, oobn int, err error) {
@@ -135,18 +126,14 @@ func (o *op) recvmsg(fd uintptr) bool {
 		msg.Control = &o.oob[0]
 		msg.SetControllen(len(o.oob))
 	}
-	for {
-		r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_CMSG_CLOEXEC)
-		switch e {
-		case 0:
-			o.n, o.oobn = int(r), int(msg.Controllen)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
+	r, e, done := call(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_CMSG_CLOEXEC)
+	switch {
+	case !done:
+		return false
+	case e != 0:
 		o.err = e
 		return true
 	}
+	o.n, o.oobn = int(r), int(msg.Controllen)
+	return true
 }
