@@ -167,7 +167,7 @@ func (rl *relay) write(p []byte) error {
 	for len(p) > 0 {
 		n := min(len(p), writePiece)
 		rl.q.send.keep(time.Now())
-		if err := rl.writePiece(out, p[:n]); err != nil {
+		if err := rl.writeGathered(out, p[:n]); err != nil {
 			return err
 		}
 		p = p[n:]
@@ -175,10 +175,10 @@ func (rl *relay) write(p []byte) error {
 	return nil
 }
 
-// writePiece writes p to out. On HTTP/1.x, what a piece of up to
+// writeGathered writes p to out. On HTTP/1.x, what a piece of up to
 // maxGather bytes makes the connection write goes out in one system call
 // (also if the writing panics).
-func (rl *relay) writePiece(out io.Writer, p []byte) (err error) {
+func (rl *relay) writeGathered(out io.Writer, p []byte) (err error) {
 	gc := rl.gatherer(len(p))
 	if gc == nil {
 		_, err = out.Write(p)
