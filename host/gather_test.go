@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -140,6 +141,19 @@ func TestDeadlineArmsOnlyWhenDue(t *testing.T) {
 	off := deadline{}
 	if off.due(start) {
 		t.Error("a deadline without d armed")
+	}
+	// A reload removed send_timeout; the connection's old server had armed one.
+	removed := deadline{w: httptest.NewRecorder(), set: true, expires: start.Add(d)}
+	if removed.keep(start); removed.set {
+		t.Error("a deadline the server armed stays when send_timeout is gone")
+	}
+	// A wait longer than what is left clears it; a shorter one does not.
+	x = deadline{w: httptest.NewRecorder(), d: d, set: true, expires: start.Add(d + d/4)}
+	if x.keepFor(start, d/2); !x.set {
+		t.Error("cleared for a wait that fits")
+	}
+	if x.keepFor(start, 2*d); x.set {
+		t.Error("kept for a wait longer than what is left")
 	}
 }
 

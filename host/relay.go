@@ -310,16 +310,27 @@ func (rl *relay) file(f worker.Frame) {
 	rl.h.log.Debug().Str("app", rl.q.app.name).Msg("response body sent from the file")
 }
 
-// copyFile sends n bytes of file from its offset, in pieces of
-// 4 × writePiece, re-arming the send deadline before each (with sendfile
-// over plain HTTP/1.1 when not compressed).
-func (rl *relay) copyFile(file io.Reader, n int64) (sent int64, err error) {
-	out := rl.out()
-	for sent < n {
-		rl.q.send.keep(time.Now())
-		m, err := io.Copy(out, io.LimitReader(file, min(n-sent, 4*writePiece)))
+// copyFile sends n bytes of file from its offset (with sendfile over
+// plain HTTP/1.1 when not compressed).
+func (rl *relay) copyFile(file io.Reader, n int64) (int64, error) {
+	return copyKeeping(rl.out(), file, n, &rl.q.send)
+}
+
+// copyKeeping copies n bytes of src (n < 0: all of it) to dst in pieces
+// of 4 × writePiece, re-arming send before each, so that a client
+// reading steadily is never cut by send_timeout. Each piece goes through
+// io.Copy, so dst's ReadFrom (sendfile) still sees the file under its
+// one limit.
+func copyKeeping(dst io.Writer, src io.Reader, n int64, send *deadline) (sent int64, err error) {
+	for n < 0 || sent < n {
+		piece := int64(4 * writePiece)
+		if n >= 0 {
+			piece = min(piece, n-sent)
+		}
+		send.keep(time.Now())
+		m, err := io.Copy(dst, io.LimitReader(src, piece))
 		sent += m
-		if err != nil || m == 0 {
+		if err != nil || m < piece {
 			return sent, err
 		}
 	}

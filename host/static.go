@@ -202,38 +202,17 @@ func (k *keepingWriter) Write(p []byte) (int, error) {
 	return k.accessWriter.Write(p)
 }
 
-// ReadFrom sends r (sendfile over plain HTTP/1.1) in pieces of 4 ×
-// writePiece, re-arming the deadline before each. A limit on r (a range)
-// is kept as the one limit of each piece, which sendfile needs.
+// ReadFrom sends r (sendfile over plain HTTP/1.1) in pieces, re-arming
+// the deadline before each (copyKeeping). A limit on r (a range) becomes
+// the limit of the pieces, which sendfile needs to see the file.
 func (k *keepingWriter) ReadFrom(r io.Reader) (int64, error) {
-	const piece = 4 * writePiece
-	src, left := r, int64(-1)
-	if lr, ok := r.(*io.LimitedReader); ok {
-		src, left = lr.R, lr.N
+	lr, ok := r.(*io.LimitedReader)
+	if !ok {
+		return copyKeeping(k.accessWriter, r, -1, k.send)
 	}
-	var sent int64
-	for left != 0 {
-		n := int64(piece)
-		if left > 0 {
-			n = min(n, left)
-		}
-		k.send.keep(time.Now())
-		m, err := k.accessWriter.ReadFrom(&io.LimitedReader{R: src, N: n})
-		sent += m
-		if left > 0 {
-			left -= m
-		}
-		if err != nil || m < n {
-			if lr, ok := r.(*io.LimitedReader); ok {
-				lr.N = left
-			}
-			return sent, err
-		}
-	}
-	if lr, ok := r.(*io.LimitedReader); ok {
-		lr.N = 0
-	}
-	return sent, nil
+	n, err := copyKeeping(k.accessWriter, lr.R, lr.N, k.send)
+	lr.N -= n
+	return n, err
 }
 
 // Unwrap gives http.ResponseController the writer underneath.
